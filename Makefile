@@ -1,0 +1,51 @@
+# lstm-stream: every target sets up what it needs (virtualenv, Kafka) itself.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: help venv lint format test demo kafka-up kafka-down kafka-status constraints clean
+
+help:
+	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
+	@echo "make demo         the whole pipeline as local processes"
+	@echo "make lint         ruff + mypy"
+	@echo "make kafka-up     start the local broker (scripts/kafka up); kafka-down, kafka-status"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/venv
+	PYTHON=$(PYTHON) VENV=$(VENV) scripts/venv
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: venv
+	VENV=$(VENV) scripts/test
+
+demo: venv
+	@echo "make demo: not implemented yet (the consumer service is issue 5, the demo issue 7)" >&2
+	@exit 1
+
+kafka-up:
+	scripts/kafka up
+
+kafka-down:
+	scripts/kafka down
+
+kafka-status:
+	scripts/kafka status
+
+# Re-pin every transitive dependency after changing a version in pyproject.toml.
+constraints: venv
+	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

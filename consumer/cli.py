@@ -1,0 +1,21 @@
+"""Command line of lstm-consumer."""
+
+from __future__ import annotations
+
+import argparse
+
+from lstm_stream import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lstm-consumer",
+        description="Learn token sequences online from Kafka and publish next-token predictions.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    build_parser().parse_args(argv)
+    return 0
