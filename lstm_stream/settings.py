@@ -1,0 +1,218 @@
+"""Validated settings objects: every option a CLI flag and an environment variable.
+
+A settings class is a frozen dataclass whose fields are declared with :func:`option`. The
+entry point builds it once with :func:`load` (flag > environment variable > default) and
+passes it down; nothing else reads the environment. A bad value raises :class:`ConfigError`
+naming the flag and the variable; entry points turn it into exit code 2.
+
+>>> from dataclasses import dataclass
+>>> @dataclass(frozen=True)
+... class Demo:
+...     rate: float = option(0.0, "messages per second (0 = unthrottled)", check=at_least(0))
+...     topic: str = option("sequence", "topic to publish to")
+>>> load(Demo, "DEMO_", ["--rate", "5"], env={"DEMO_TOPIC": "events"})
+Demo(rate=5.0, topic='events')
+>>> load(Demo, "DEMO_", ["--rate", "-1"], env={})
+Traceback (most recent call last):
+...
+lstm_stream.settings.ConfigError: --rate (env DEMO_RATE): must be >= 0, got -1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+__all__ = [
+    "ConfigError",
+    "Secret",
+    "add_arguments",
+    "at_least",
+    "describe",
+    "env_name",
+    "flag_name",
+    "from_namespace",
+    "load",
+    "one_of",
+    "option",
+]
+
+T = TypeVar("T")
+Check = Callable[[Any], str | None]
+_UNSET = object()
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the option. Exit code 2."""
+
+
+class Secret:
+    """A credential: never shown by repr/str, so it cannot leak into logs or errors."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    check: Check | None = None,
+    choices: Sequence[str] | None = None,
+    parse: Callable[[str], Any] | None = None,
+    group: str = "options",
+) -> Any:
+    """Declare a settings field: its default, help text and validation."""
+    meta = {"help": help, "check": check, "choices": choices, "parse": parse, "group": group}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def at_least(low: float) -> Check:
+    return lambda v: None if v >= low else f"must be >= {low:g}, got {v!r}"
+
+
+def one_of(values: Iterable[str]) -> Check:
+    allowed = tuple(values)
+    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}, got {v!r}"
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def env_name(prefix: str, field_name: str) -> str:
+    return prefix + field_name.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _field_type(cls: type, field: dataclasses.Field[Any]) -> Any:
+    hint = typing.get_type_hints(cls)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return args[0]
+    return hint
+
+
+def _parser_for(cls: type, field: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    custom = field.metadata.get("parse")
+    if custom is not None:
+        return typing.cast(Callable[[str], Any], custom)
+    kind = _field_type(cls, field)
+    if kind is bool:
+        return _parse_bool
+    if kind is Secret:
+        return Secret
+    if kind in (int, float, str):
+        return typing.cast(Callable[[str], Any], kind)
+    raise TypeError(f"{cls.__name__}.{field.name}: give option(parse=...) for type {kind!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str) -> None:
+    """Add one flag per field of the settings class `cls` (values parsed later, by `from_namespace`)."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for field in dataclasses.fields(cls):
+        meta = field.metadata
+        name = meta.get("group", "options")
+        group = groups.get(name) or groups.setdefault(name, parser.add_argument_group(name))
+        default = field.default
+        shown = repr(default) if isinstance(default, Secret) else default
+        extra = f" (one of: {', '.join(meta['choices'])})" if meta.get("choices") else ""
+        help_text = f"{meta.get('help', '')}{extra} [env {env_name(prefix, field.name)}; default: {shown}]"
+        kind = _field_type(cls, field)
+        if kind is bool:
+            group.add_argument(
+                flag_name(field.name),
+                dest=field.name,
+                default=_UNSET,
+                action=argparse.BooleanOptionalAction,
+                help=help_text.replace("%", "%%"),
+            )
+        else:
+            group.add_argument(
+                flag_name(field.name),
+                dest=field.name,
+                default=_UNSET,
+                metavar=field.name.upper(),
+                help=help_text.replace("%", "%%"),
+            )
+
+
+def from_namespace(
+    cls: type[T], prefix: str, ns: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> T:
+    """Build and validate `cls` from parsed flags, then environment variables, then defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        where = f"{flag_name(field.name)} (env {env_name(prefix, field.name)})"
+        raw = getattr(ns, field.name, _UNSET)
+        if raw is _UNSET:
+            raw = env.get(env_name(prefix, field.name), _UNSET)
+        if raw is _UNSET:
+            continue
+        try:
+            value = raw if isinstance(raw, bool) else _parser_for(cls, field)(str(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        choices = field.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
+        check = field.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+        values[field.name] = value
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load(cls: type[T], prefix: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> T:
+    """Parse `argv` holding only `cls`'s flags (used by tests and small tools)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser, cls, prefix)
+    return from_namespace(cls, prefix, parser.parse_args(list(argv)), env)
+
+
+def describe(settings: Any) -> dict[str, Any]:
+    """The settings as a dict safe to log: secrets masked."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        out[field.name] = repr(value) if isinstance(value, Secret) else value
+    return out
