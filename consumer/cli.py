@@ -1,21 +1,91 @@
-"""Command line of lstm-consumer."""
+"""Command line of lstm-consumer: parsing and dispatch; every option also an environment variable.
+
+Exit codes: 0 done; 1 a result could not be written; 2 bad usage or configuration (bad option
+value, unreadable file); 130 interrupted. TensorFlow is imported only by a command that needs
+it, so `--help` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
+from consumer.core.config import LearnerConfig
+from consumer.settings import PREFIX, EvaluateSettings
 from lstm_stream import __version__
+from lstm_stream.settings import ConfigError, add_arguments, from_namespace
+
+__all__ = ["build_parser", "main"]
+
+PROG = "lstm-consumer"
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+MAIN_EPILOG = f"""\
+Every option is also an environment variable: {PREFIX}<OPTION> (e.g. {PREFIX}WINDOW).
+Flags win over the environment. `lstm-consumer COMMAND --help` lists a command's options.
+
+exit codes: 0 done; 1 a result could not be written; 2 bad usage or configuration"""
+
+EVALUATE_HELP = "replay a token file through the learner offline and report its hit rates"
+EVALUATE_EPILOG = """\
+input: one token per line (whitespace stripped, blank lines skipped) for the default stream,
+or KEY<TAB>TOKEN lines for several streams; FILE - reads standard input.
+
+--json prints one object on stdout: messages, predictions (scored), hit_rate,
+rolling_hit_rate_100/_1000, log_loss, baseline_hit_rate, msgs_to_99 (first message at which
+99 of the last 100 scored predictions hit), hit_rate_after_99, msgs_per_s, oov, vocabulary,
+model_step, mode, config, ...
+
+examples:
+  lstm-consumer evaluate tokens.txt --window 16 --json
+  printf 'a\\nb\\na\\nb\\n' | lstm-consumer evaluate - --window 1
+  LSTM_CONSUMER_MODE=relaxed lstm-consumer evaluate events.tsv --plot hit-rate.png"""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="lstm-consumer",
+        prog=PROG,
         description="Learn token sequences online from Kafka and publish next-token predictions.",
+        epilog=MAIN_EPILOG,
+        formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    evaluate = commands.add_parser(
+        "evaluate", help=EVALUATE_HELP, description=EVALUATE_HELP, epilog=EVALUATE_EPILOG, formatter_class=raw
+    )
+    evaluate.add_argument("file", metavar="FILE", help="the tokens to replay (- for standard input)")
+    add_arguments(evaluate, EvaluateSettings, PREFIX)
+    add_arguments(evaluate, LearnerConfig, PREFIX)
     return parser
 
 
+def _evaluate(ns: argparse.Namespace) -> int:
+    config = from_namespace(LearnerConfig, PREFIX, ns)
+    settings = from_namespace(EvaluateSettings, PREFIX, ns)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import
+    from consumer.evaluate import run
+
+    return run(ns.file, settings, config)
+
+
+COMMANDS = {"evaluate": _evaluate}
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    return 0
+    ns = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[ns.command](ns)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:  # a result (the plot) could not be written
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print one JSON object of figures."""

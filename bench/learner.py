@@ -1,0 +1,142 @@
+"""Benchmark the learner core beside the seed's own loop, in one process and one run.
+
+    .venv/bin/python bench/learner.py [--naive-messages 150] [--learn-messages 5600]
+
+Prints one JSON object: naive_msgs_per_s (Keras model.fit + model.predict per message, the
+seed's loop with its bug fixed), strict_msgs_per_s (backlog: 4,096 messages per call),
+strict_single_msgs_per_s (one message per call), relaxed_msgs_per_s, speedup_strict_vs_naive,
+msgs_to_99 and hit_rate_after_99 (default settings, from scratch, on the seed sequence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from consumer.core.compiled import configure_threads
+from consumer.core.config import LearnerConfig
+from consumer.core.learner import Learner
+
+SEED_UNIT = [4] * 6 + [8] + [4] * 5 + [8] + [4] * 6 + [8] + [4] * 6 + [28]
+
+
+def seed_stream(n: int, start: int = 0) -> list[int]:
+    return [SEED_UNIT[(start + i) % len(SEED_UNIT)] for i in range(n)]
+
+
+def naive_loop(messages: int) -> dict[str, float]:
+    """The seed's loop (SEED.md), bug fixed: predict from x_pred, not from the training array."""
+    import keras
+
+    seq_length, vocab_size = 64, 4
+    model = keras.Sequential(
+        [
+            keras.Input((seq_length, 1)),
+            keras.layers.LSTM(16),
+            keras.layers.Dense(vocab_size),
+            keras.layers.Activation("softmax"),
+        ]
+    )
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["categorical_accuracy"])
+    vocab: list[int] = []
+    legend: dict[int, int] = {}
+    window: deque[int] = deque(maxlen=seq_length + 1)
+    stream = seed_stream(seq_length + messages)
+    pending, hits, scored, started = None, 0, 0, 0.0
+    for number in stream:
+        if number not in legend:
+            legend[number] = len(vocab)
+            vocab.append(number)
+        if pending is not None:
+            scored += 1
+            hits += pending == number
+        window.append(number)
+        if len(window) <= seq_length:
+            continue
+        if started == 0.0:
+            started = time.perf_counter()
+        ids = [legend[n] for n in window]
+        x = np.array(ids[:seq_length], np.float32).reshape(1, seq_length, 1)
+        y = keras.utils.to_categorical([ids[seq_length]], vocab_size)
+        model.fit(x, y, batch_size=1, epochs=1, verbose=0)
+        x_pred = np.array(ids[1:], np.float32).reshape(1, seq_length, 1)
+        guess = int(np.argmax(model.predict(x_pred, verbose=0)))
+        pending = vocab[min(guess, len(vocab) - 1)]
+    elapsed = time.perf_counter() - started
+    return {"naive_msgs_per_s": messages / elapsed, "naive_hit_rate": hits / max(scored, 1)}
+
+
+def throughput(config: LearnerConfig, messages: int, per_call: int) -> float:
+    learner = Learner(config)
+    warm = [(None, str(t)) for t in seed_stream(max(per_call, 128) * 2)]
+    for start in range(0, len(warm), per_call):  # compile the bucket(s) used below
+        learner.learn_predict_many(warm[start : start + per_call])
+    stream = [(None, str(t)) for t in seed_stream(messages)]
+    started = time.perf_counter()
+    for start in range(0, messages, per_call):
+        learner.learn_predict_many(stream[start : start + per_call])
+    return messages / (time.perf_counter() - started)
+
+
+def learning(config: LearnerConfig, messages: int) -> dict[str, float | int | None]:
+    learner = Learner(config)
+    stream = [(None, str(t)) for t in seed_stream(messages)]
+    hits: list[bool] = []
+    for start in range(0, messages, 512):
+        predictions = learner.learn_predict_many(stream[start : start + 512])
+        hits.extend(p.previous_hit for p in predictions if p.previous_hit is not None)
+    # One key: scored prediction i was made after message i+1 and scored at message i+2, so
+    # "the last 100 scored hold >= 99 hits" first happens at message index i + 1 (1-based).
+    reached = next((i + 1 for i in range(100, len(hits) + 1) if sum(hits[i - 100 : i]) >= 99), None)
+    after = hits[reached - 1 : reached - 1 + 5000] if reached else []
+    return {
+        "msgs_to_99": reached,
+        "hit_rate_after_99": (sum(after) / len(after)) if after else None,
+        "messages_after_99": len(after),
+        "baseline_hit_rate": learner.baseline_score.hit_rate,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--naive-messages", type=int, default=150)
+    parser.add_argument("--backlog-messages", type=int, default=8192)
+    parser.add_argument("--single-messages", type=int, default=500)
+    parser.add_argument("--relaxed-messages", type=int, default=40960)
+    parser.add_argument("--learn-messages", type=int, default=5600)
+    args = parser.parse_args()
+    config = LearnerConfig()
+    configure_threads(config.intra_op_threads, config.inter_op_threads)
+    result: dict[str, object] = {}
+    result.update(naive_loop(args.naive_messages))
+    result["strict_msgs_per_s"] = throughput(config, args.backlog_messages, 4096)
+    result["strict_single_msgs_per_s"] = throughput(config, args.single_messages, 1)
+    result["relaxed_msgs_per_s"] = throughput(replace(config, mode="relaxed"), args.relaxed_messages, 4096)
+    strict, naive = result["strict_msgs_per_s"], result["naive_msgs_per_s"]
+    assert isinstance(strict, float)
+    assert isinstance(naive, float)
+    result["speedup_strict_vs_naive"] = strict / naive
+    result.update(learning(config, args.learn_messages))
+    result["config"] = asdict(config)
+    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    print(json.dumps(rounded))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The learner core: pure computation (TensorFlow and NumPy), never Kafka nor Prometheus."""

@@ -1,0 +1,223 @@
+"""The compiled programs: the strict in-graph loop over messages and the relaxed batched step.
+
+Inputs are prepared by the host (windows, training flags, replay windows, vocabulary masks);
+weights and Adam state live in `tf.Variable`s and are updated in place. Batches are padded to
+a few bucket sizes so each program is traced and compiled once per bucket; the loop stops at
+the real message count, so padding costs no compute.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from consumer.core.config import LearnerConfig
+from consumer.core.network import AdamState, Params, adam_update, loss_and_grads, predict_probs
+
+__all__ = ["BUCKETS", "Batch", "Program", "configure_threads", "initial_weights"]
+
+BUCKETS = (1, 8, 64, 512, 4096)
+PAD_ID, OOV_ID = 0, 1
+
+
+def configure_threads(intra: int, inter: int) -> None:
+    """Set TensorFlow's thread pools; only possible before TensorFlow's runtime starts."""
+    threading = tf.config.threading
+    if threading.get_intra_op_parallelism_threads() == intra and (
+        threading.get_inter_op_parallelism_threads() == inter
+    ):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(intra)
+        threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:
+        # The runtime already started with other pools: results stay deterministic per process
+        # but differ in the last bits from a process configured as asked.
+        warnings.warn(
+            f"TensorFlow already initialized: cannot set intra/inter-op threads to {intra}/{inter}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def initial_weights(config: LearnerConfig) -> Params:
+    """Keras's initializers for Embedding, LSTM and Dense, from a seeded NumPy generator."""
+    rng = np.random.default_rng(config.seed)
+    units, dim, vocab = config.units, config.embedding_dim, config.vocab_size
+
+    def glorot(rows: int, cols: int) -> np.ndarray:
+        limit = np.sqrt(6.0 / (rows + cols))
+        return rng.uniform(-limit, limit, (rows, cols)).astype(np.float32)
+
+    def orthogonal(rows: int, cols: int) -> np.ndarray:
+        q, r = np.linalg.qr(rng.normal(size=(max(rows, cols), min(rows, cols))))
+        q = q * np.sign(np.diag(r))
+        return (q if rows >= cols else q.T).astype(np.float32)
+
+    bias = np.zeros(4 * units, np.float32)
+    bias[units : 2 * units] = 1.0  # unit_forget_bias
+    return Params(
+        embedding=rng.uniform(-0.05, 0.05, (vocab, dim)).astype(np.float32),
+        kernel=glorot(dim, 4 * units),
+        recurrent_kernel=orthogonal(units, 4 * units),
+        bias=bias,
+        dense_kernel=glorot(units, vocab),
+        dense_bias=np.zeros(vocab, np.float32),
+    )
+
+
+@dataclass
+class Batch:
+    """Host-prepared inputs of one call, already padded to a bucket size."""
+
+    windows: np.ndarray  # (N, L+1) int32: the L ids before the message, then the message's id
+    train: np.ndarray  # (N,) bool: the key had L earlier tokens
+    replay: np.ndarray  # (N, R, L+1) int32: windows sampled from recent history
+    vocab_end: np.ndarray  # (N,) int32: ids below this are known after the message
+    oov_seen: np.ndarray  # (N,) bool: the OOV id has occurred (so it may be predicted)
+    count: int  # real messages; the rest is padding
+
+
+def _valid(vocab_end: tf.Tensor, oov_seen: tf.Tensor, size: int) -> tf.Tensor:
+    ids = tf.range(size)
+    known = (ids >= 2) & (ids < vocab_end[..., None])
+    return known | ((ids == OOV_ID) & oov_seen[..., None])
+
+
+class Program:
+    """Weights, Adam state and the compiled steps of one partition's model."""
+
+    def __init__(self, config: LearnerConfig) -> None:
+        self.config = config
+        weights = initial_weights(config)
+        self.weights = Params(*(tf.Variable(w) for w in weights))
+        self.m = Params(*(tf.Variable(np.zeros_like(w)) for w in weights))
+        self.v = Params(*(tf.Variable(np.zeros_like(w)) for w in weights))
+        self.step = tf.Variable(0.0)
+        self._strict = tf.function(self._strict_loop, jit_compile=True, reduce_retracing=False)
+        self._relaxed = tf.function(self._relaxed_step, jit_compile=True, reduce_retracing=False)
+
+    # -- state -----------------------------------------------------------------------------
+    def variables(self) -> list[tf.Variable]:
+        return [*self.weights, *self.m, *self.v, self.step]
+
+    def get_state(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self.variables()]
+
+    def set_state(self, arrays: list[np.ndarray]) -> None:
+        for var, value in zip(self.variables(), arrays, strict=True):
+            var.assign(value)
+
+    def _read(self) -> tuple[Params, AdamState]:
+        def read(group: Params) -> Params:
+            return Params(*(v.read_value() for v in group))
+
+        return read(self.weights), AdamState(read(self.m), read(self.v), self.step.read_value())
+
+    def _write(self, params: Params, adam: AdamState) -> None:
+        for group, values in ((self.weights, params), (self.m, adam.m), (self.v, adam.v)):
+            for var, value in zip(group, values, strict=True):
+                var.assign(value)
+        self.step.assign(adam.step)
+
+    # -- programs --------------------------------------------------------------------------
+    def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Process a batch; return next-token probabilities (count, V) and training losses (count,)."""
+        fn = self._strict if self.config.mode == "strict" else self._relaxed
+        probs, losses = fn(
+            tf.constant(batch.windows),
+            tf.constant(batch.train),
+            tf.constant(batch.replay),
+            tf.constant(batch.vocab_end),
+            tf.constant(batch.oov_seen),
+            tf.constant(batch.count, tf.int32),
+        )
+        return probs.numpy()[: batch.count], losses.numpy()[: batch.count]
+
+    def _train(
+        self, params: Params, adam: AdamState, rows: tf.Tensor, valid: tf.Tensor, weights: tf.Tensor
+    ) -> tuple[tf.Tensor, Params, AdamState]:
+        window = self.config.window
+        loss, grads = loss_and_grads(
+            params, rows[:, :window], rows[:, window], valid, weights, self.config.trained_positions
+        )
+        params, adam = adam_update(
+            params, grads, adam, self.config.learning_rate, float(self.config.learning_rate_decay_steps)
+        )
+        return loss, params, adam
+
+    def _strict_loop(
+        self,
+        windows: tf.Tensor,
+        train: tf.Tensor,
+        replay: tf.Tensor,
+        vocab_end: tf.Tensor,
+        oov_seen: tf.Tensor,
+        count: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        size = self.config.vocab_size
+        rows_per_step = 1 + replay.shape[1]
+        row_weights = tf.fill((rows_per_step,), 1.0 / rows_per_step)
+        params, adam = self._read()
+        probs_out = tf.TensorArray(tf.float32, size=windows.shape[0])
+        loss_out = tf.TensorArray(tf.float32, size=windows.shape[0])
+
+        def body(i, params, adam, probs_out, loss_out):  # type: ignore[no-untyped-def]
+            window = windows[i]
+            valid = _valid(vocab_end[i], oov_seen[i], size)
+
+            rows = tf.concat([window[None], replay[i]], axis=0)
+            loss, new_params, new_adam = self._train(params, adam, rows, valid, row_weights)
+
+            # A select rather than tf.cond keeps the body one straight computation; the step
+            # computed and dropped for a key's first L messages costs the same as a cond did.
+            def keep(new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
+                return tf.where(train[i], new, old)
+
+            loss = keep(loss, 0.0)
+            params = Params(*map(keep, new_params, params))
+            adam = AdamState(
+                Params(*map(keep, new_adam.m, adam.m)),
+                Params(*map(keep, new_adam.v, adam.v)),
+                keep(new_adam.step, adam.step),
+            )
+            probs = predict_probs(params, window[None, 1:], valid)[0]
+            return i + 1, params, adam, probs_out.write(i, probs), loss_out.write(i, loss)
+
+        _, params, adam, probs_out, loss_out = tf.while_loop(
+            lambda i, *_: i < count, body, (tf.constant(0), params, adam, probs_out, loss_out)
+        )
+        self._write(params, adam)
+        return probs_out.stack(), loss_out.stack()
+
+    def _relaxed_step(
+        self,
+        windows: tf.Tensor,
+        train: tf.Tensor,
+        replay: tf.Tensor,
+        vocab_end: tf.Tensor,
+        oov_seen: tf.Tensor,
+        count: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        size = self.config.vocab_size
+        params, adam = self._read()
+        # Every prediction of the batch comes from the weights as of the batch start.
+        probs = predict_probs(params, windows[:, 1:], _valid(vocab_end, oov_seen, size))
+        real = tf.range(windows.shape[0]) < count
+        rows = tf.concat([windows, tf.reshape(replay, (-1, windows.shape[1]))], axis=0)
+        use = tf.cast(train & real, tf.float32)
+        use = tf.concat([use, tf.repeat(use, replay.shape[1])], axis=0)
+        total = tf.reduce_sum(use)
+        last = tf.maximum(count - 1, 0)
+        valid = _valid(vocab_end[last], oov_seen[last], size)
+
+        def learn():  # type: ignore[no-untyped-def]
+            loss, new_params, new_adam = self._train(params, adam, rows, valid, use / total)
+            self._write(new_params, new_adam)
+            return loss
+
+        loss = tf.cond(total > 0, learn, lambda: tf.constant(0.0))
+        return probs, tf.fill((windows.shape[0],), loss)

@@ -1,0 +1,96 @@
+"""The learner's settings: model shape, optimizer, replay, mode. Flags and env vars come from here.
+
+>>> LearnerConfig().window, LearnerConfig().units, LearnerConfig().capacity
+(64, 16, 256)
+>>> LearnerConfig(window=0)
+Traceback (most recent call last):
+...
+lstm_stream.settings.ConfigError: --window: must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lstm_stream.settings import ConfigError, at_least, option
+
+__all__ = ["MODES", "LearnerConfig"]
+
+MODES = ("strict", "relaxed")
+MODEL = "model"
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Everything that shapes a partition's learner. Shared by `run` and `evaluate`."""
+
+    window: int = option(64, "window length L: tokens the LSTM reads per prediction", group=MODEL)
+    units: int = option(16, "LSTM cells", group=MODEL)
+    embedding_dim: int = option(8, "embedding size of a token id", group=MODEL)
+    capacity: int = option(256, "vocabulary capacity per partition; later new tokens map to OOV", group=MODEL)
+    learning_rate: float = option(0.03, "Adam learning rate", group=MODEL)
+    learning_rate_decay_steps: int = option(
+        1000, "learning rate decays as 1/sqrt(1 + step/N); 0 = constant", group=MODEL
+    )
+    loss_steps: int = option(
+        64, "trailing window positions trained per step (1 = only the newest token)", group=MODEL
+    )
+    replay: int = option(4, "extra windows from recent history trained with each step", group=MODEL)
+    replay_buffer: int = option(1024, "recent training windows kept for replay", group=MODEL)
+    mode: str = option(
+        "strict", "strict: exact per-message semantics; relaxed: batched", choices=MODES, group=MODEL
+    )
+    seed: int = option(0, "seed of the weights' initialization and of replay sampling", group=MODEL)
+    max_keys: int = option(
+        10_000, "keys kept per partition; least recently used beyond are evicted", group=MODEL
+    )
+    baseline_order: int = option(4, "longest context of the baseline's back-off counts", group=MODEL)
+    intra_op_threads: int = option(1, "TensorFlow intra-op threads", group=MODEL)
+    inter_op_threads: int = option(1, "TensorFlow inter-op threads", group=MODEL)
+
+    def __post_init__(self) -> None:
+        for name, low in (
+            ("window", 1),
+            ("units", 1),
+            ("embedding_dim", 1),
+            ("capacity", 1),
+            ("loss_steps", 1),
+            ("replay", 0),
+            ("replay_buffer", 1),
+            ("max_keys", 1),
+            ("baseline_order", 1),
+            ("intra_op_threads", 0),
+            ("inter_op_threads", 0),
+        ):
+            problem = at_least(low)(getattr(self, name))
+            if problem:
+                raise ConfigError(f"--{name.replace('_', '-')}: {problem}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--learning-rate: must be > 0, got {self.learning_rate!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    @property
+    def trained_positions(self) -> int:
+        """loss_steps, at most the window."""
+        return min(self.loss_steps, self.window)
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the embedding and classes of the output: PAD, OOV, then `capacity` tokens."""
+        return self.capacity + 2
+
+    def model_fields(self) -> dict[str, Any]:
+        """What a snapshot must agree on to be restored (threads and key limits may change)."""
+        data = dataclasses.asdict(self)
+        for free in ("intra_op_threads", "inter_op_threads", "max_keys", "mode"):
+            data.pop(free)
+        return data
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.model_fields(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]

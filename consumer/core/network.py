@@ -1,0 +1,183 @@
+"""The LSTM's math: forward pass, hand-written backpropagation through time, Adam.
+
+Why by hand: the per-message step runs inside one XLA-compiled loop over messages, and
+autodiff of an unrolled 64-step LSTM compiles into slow code there (milliseconds per step),
+while the explicit backward below is a few fused kernels per time step. The layout and the
+math are Keras's: gates ordered i, f, c, o in `kernel` (E, 4U), `recurrent_kernel` (U, 4U),
+`bias` (4U,), sigmoid recurrent activation, tanh activation, so the weights load into
+`keras.layers.LSTM` as they are (see `consumer.core.export`). The gradient is checked against
+TensorFlow's autodiff in tests/test_network.py.
+
+Token ids enter through an Embedding; because the first layer is linear, the input projection
+of every id is one table, ``embedding @ kernel + bias`` (V, 4U), gathered per time step.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+__all__ = ["AdamState", "Params", "adam_update", "forward", "loss_and_grads", "predict_probs"]
+
+
+class Params(NamedTuple):
+    embedding: tf.Tensor  # (V, E)
+    kernel: tf.Tensor  # (E, 4U)
+    recurrent_kernel: tf.Tensor  # (U, 4U)
+    bias: tf.Tensor  # (4U,)
+    dense_kernel: tf.Tensor  # (U, V)
+    dense_bias: tf.Tensor  # (V,)
+
+
+class AdamState(NamedTuple):
+    m: Params
+    v: Params
+    step: tf.Tensor  # float32 scalar: number of updates applied
+
+
+class _Cache(NamedTuple):
+    ids: tf.Tensor  # (T, B) time-major
+    gates: list[tf.Tensor]  # T x (B, 4U): activated i, f, g, o
+    cells: list[tf.Tensor]  # T+1 x (B, U): c_{-1} = 0, c_0 .. c_{T-1}
+    tanh_cells: list[tf.Tensor]  # T x (B, U)
+    hiddens: list[tf.Tensor]  # T+1 x (B, U): h_{-1} = 0, h_0 .. h_{T-1}
+
+
+def forward(p: Params, ids: tf.Tensor, keep: bool = False) -> tuple[tf.Tensor, _Cache | None]:
+    """Run the LSTM over ids (B, T); return the last hidden state (B, U) and, if keep, a cache."""
+    units = p.recurrent_kernel.shape[0]
+    table = tf.matmul(p.embedding, p.kernel) + p.bias
+    time_major = tf.transpose(ids)
+    inputs = tf.unstack(tf.gather(table, time_major))
+    batch = tf.shape(ids)[0]
+    h = tf.zeros((batch, units))
+    c = tf.zeros((batch, units))
+    cache = _Cache(time_major, [], [c], [], [h]) if keep else None
+    for x in inputs:
+        z = x + tf.matmul(h, p.recurrent_kernel)
+        zi, zf, zg, zo = tf.split(z, 4, axis=1)
+        i, f, g, o = tf.sigmoid(zi), tf.sigmoid(zf), tf.tanh(zg), tf.sigmoid(zo)
+        c = f * c + i * g
+        tc = tf.tanh(c)
+        h = o * tc
+        if cache is not None:
+            cache.gates.append(tf.concat([i, f, g, o], axis=1))
+            cache.cells.append(c)
+            cache.tanh_cells.append(tc)
+            cache.hiddens.append(h)
+    return h, cache
+
+
+def masked_logits(p: Params, hidden: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    """Dense output with the logits of ids not in the vocabulary yet (valid False) masked out."""
+    logits = tf.tensordot(hidden, p.dense_kernel, axes=1) + p.dense_bias
+    return tf.where(valid, logits, tf.constant(-1e9, logits.dtype))
+
+
+def predict_probs(p: Params, ids: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    """Next-token probabilities (B, V) after each window of ids (B, T)."""
+    h, _ = forward(p, ids)
+    return tf.nn.softmax(masked_logits(p, h, valid))
+
+
+def loss_and_grads(
+    p: Params, ids: tf.Tensor, targets: tf.Tensor, valid: tf.Tensor, weights: tf.Tensor, loss_steps: int = 1
+) -> tuple[tf.Tensor, Params]:
+    """Cross-entropy of the next token after windows ids (B, T), and its gradient.
+
+    targets (B,) is the token after each window. With loss_steps k > 1 the last k positions of
+    the window are trained too, each to predict the token that follows it inside the window
+    (all earlier than the target, so nothing is learned from the future). weights (B,) sum
+    to 1; a zero weight drops a row (padding in relaxed batches).
+    """
+    steps = ids.shape[1]
+    _, cache = forward(p, ids, keep=True)
+    assert cache is not None
+    hidden = tf.stack(cache.hiddens[steps + 1 - loss_steps :], axis=1)  # (B, k, U)
+    next_ids = tf.concat([ids[:, steps + 1 - loss_steps :], targets[:, None]], axis=1)  # (B, k)
+    logits = masked_logits(p, hidden, valid)  # (B, k, V)
+    onehot = tf.one_hot(next_ids, tf.shape(logits)[2])
+    row_weights = weights[:, None, None] / loss_steps
+    loss = -tf.reduce_sum(row_weights * onehot * tf.nn.log_softmax(logits))
+    d_logits = (tf.nn.softmax(logits) - onehot) * row_weights
+    d_dense_kernel = tf.einsum("bku,bkv->uv", hidden, d_logits)
+    d_dense_bias = tf.reduce_sum(d_logits, axis=(0, 1))
+    d_hidden = tf.unstack(tf.einsum("bkv,uv->kbu", d_logits, p.dense_kernel))  # k x (B, U)
+    dh = d_hidden[-1]
+    dc = tf.zeros_like(dh)
+    units = p.recurrent_kernel.shape[0]
+    back = tf.concat(
+        [
+            tf.concat([tf.transpose(p.recurrent_kernel), tf.zeros((4 * units, units))], axis=1),
+            tf.concat([tf.zeros((units, units)), tf.eye(units)], axis=1),
+        ],
+        axis=0,
+    )
+    d_z: list[tf.Tensor] = []
+    for t in reversed(range(len(cache.gates))):
+        i, f, g, o = tf.split(cache.gates[t], 4, axis=1)
+        tc = cache.tanh_cells[t]
+        dc = dc + dh * o * (1.0 - tc * tc)
+        dz = tf.concat(
+            [
+                dc * g * i * (1.0 - i),
+                dc * cache.cells[t] * f * (1.0 - f),
+                dc * i * (1.0 - g * g),
+                dh * tc * o * (1.0 - o),
+            ],
+            axis=1,
+        )
+        d_z.append(dz)
+        # One dot yields both dh and dc for the step before: [dz, dc*f] @ [[R^T, 0], [0, I]].
+        # Routing dc through the dot (exact: x*1 + 0s) keeps XLA from fusing the elementwise
+        # dc chain into every step's kernel, which makes the backward pass quadratic in T.
+        both = tf.matmul(tf.concat([dz, dc * f], axis=1), back)
+        dh, dc = both[:, :units], both[:, units:]
+        if t > steps - loss_steps:
+            dh = dh + d_hidden[t - (steps - loss_steps) - 1]
+    d_z.reverse()
+    dz_all = tf.stack(d_z)  # (T, B, 4U)
+    units4 = p.recurrent_kernel.shape[1]
+    dz_flat = tf.reshape(dz_all, (-1, units4))
+    h_prev = tf.reshape(tf.stack(cache.hiddens[:-1]), (-1, p.recurrent_kernel.shape[0]))
+    d_recurrent = tf.matmul(h_prev, dz_flat, transpose_a=True)
+    d_table = tf.math.unsorted_segment_sum(dz_flat, tf.reshape(cache.ids, (-1,)), p.embedding.shape[0])
+    grads = Params(
+        embedding=tf.matmul(d_table, p.kernel, transpose_b=True),
+        kernel=tf.matmul(p.embedding, d_table, transpose_a=True),
+        recurrent_kernel=d_recurrent,
+        bias=tf.reduce_sum(dz_flat, axis=0),
+        dense_kernel=d_dense_kernel,
+        dense_bias=d_dense_bias,
+    )
+    return loss, grads
+
+
+def adam_update(
+    p: Params,
+    grads: Params,
+    state: AdamState,
+    learning_rate: float,
+    decay_steps: float = 0.0,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-3,
+) -> tuple[Params, AdamState]:
+    """One Adam step, tuned for online learning where each step sees one message.
+
+    Two changes from the textbook, both against the late loss spikes plain Adam shows once a
+    stream is learned (the gradient vanishes, the second moment decays, a step blows up):
+    the second-moment estimate never decreases (AMSGrad-style), and the learning rate decays
+    as 1/sqrt(1 + step/decay_steps) (no decay when decay_steps is 0). Epsilon sits outside
+    the square root as in Keras, at 1e-3 so that vanishing gradients give small steps.
+    """
+    step = state.step + 1.0
+    rate = learning_rate / tf.sqrt(1.0 + step / decay_steps) if decay_steps else learning_rate
+    lr = rate * tf.sqrt(1.0 - tf.pow(beta_2, step)) / (1.0 - tf.pow(beta_1, step))
+    m = Params(*(beta_1 * m + (1.0 - beta_1) * g for m, g in zip(state.m, grads, strict=True)))
+    v = Params(
+        *(tf.maximum(v, beta_2 * v + (1.0 - beta_2) * g * g) for v, g in zip(state.v, grads, strict=True))
+    )
+    new = Params(*(w - lr * mm / (tf.sqrt(vv) + epsilon) for w, mm, vv in zip(p, m, v, strict=True)))
+    return new, AdamState(m, v, step)

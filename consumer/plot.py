@@ -1,0 +1,47 @@
+"""The figure of `lstm-consumer evaluate --plot`: rolling hit rates of the LSTM and the baseline.
+
+Imported only when a plot is asked for: matplotlib is slow to import. It draws on an Agg canvas
+of its own (no pyplot, no global state), so it works without a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from consumer.evaluate import Report
+
+__all__ = ["plot_hit_rates"]
+
+
+def plot_hit_rates(report: Report, path: str | Path) -> None:
+    """Write a PNG: hit rate of the last 100 scored predictions after every message."""
+    tracker, results = report.tracker, report.results
+    x = range(1, len(tracker.lstm.rates) + 1)
+    figure = Figure(figsize=(9, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(x, tracker.lstm.rates, label=f"LSTM (overall {results['hit_rate']:.3f})", linewidth=1.2)
+    axes.plot(
+        x, tracker.baseline.rates, label=f"baseline (overall {results['baseline_hit_rate']:.3f})", linewidth=1
+    )
+    if tracker.msgs_to_99 is not None:
+        axes.axvline(tracker.msgs_to_99, color="grey", linestyle=":", label=f"99/100 at {tracker.msgs_to_99}")
+    config = results["config"]
+    axes.set(
+        xlabel="message",
+        ylabel="hit rate, last 100 scored predictions",
+        ylim=(0, 1.02),
+        xlim=(1, max(len(x), 2)),
+        title=(
+            f"window {config['window']}, units {config['units']}, mode {results['mode']}: "
+            f"{results['messages']} messages"
+        ),
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.savefig(path, format="png", dpi=100)

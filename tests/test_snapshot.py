@@ -1,0 +1,340 @@
+"""Learner snapshots: bit-identical continuation after a restore, and refusal of bad bytes.
+
+Learners compile their programs per instance and per batch bucket (seconds each), so the tests
+feed whole chunks of at most 8 messages (one bucket) and the Hypothesis properties reuse two
+learners, reset by restoring a fresh learner's snapshot into them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import pickle
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.core.config import LearnerConfig
+from consumer.core.learner import Learner, Prediction
+from consumer.core.snapshot import SnapshotError, restore, snapshot_bytes
+
+Record = tuple[str | None, str]
+SMALL = LearnerConfig(window=8, units=8, embedding_dim=4, loss_steps=2)
+CHUNK = 8
+
+
+def stream(count: int, keys: list[str | None], tokens: str, seed: int = 0) -> list[Record]:
+    """A noisy periodic stream per key, interleaved at random."""
+    rnd = random.Random(seed)
+    phase = dict.fromkeys(keys, 0)
+    out = []
+    for _ in range(count):
+        key = rnd.choice(keys)
+        phase[key] += 1
+        token = tokens[phase[key] % len(tokens)] if rnd.random() > 0.1 else rnd.choice(tokens)
+        out.append((key, token))
+    return out
+
+
+def feed(learner: Learner, records: list[Record], chunks: list[int] | None = None) -> list[Prediction]:
+    out: list[Prediction] = []
+    sizes = iter(chunks or [])
+    start = 0
+    while start < len(records):
+        size = next(sizes, CHUNK)
+        out.extend(learner.learn_predict_many(records[start : start + size]))
+        start += size
+    return out
+
+
+def state_of(learner: Learner) -> dict[str, Any]:
+    """Everything observable that must survive a restore, beyond the predictions."""
+    return {
+        "score": learner.score.to_dict(),
+        "baseline_score": learner.baseline_score.to_dict(),
+        "model_step": learner.model_step,
+        "messages": learner.messages,
+        "evicted_keys": learner.evicted_keys,
+        "oov": learner.vocab.oov_count,
+        "keys": list(learner.keys),
+    }
+
+
+def assert_continues_identically(config: LearnerConfig, before: list[Record], after: list[Record]) -> None:
+    original = Learner(config)
+    feed(original, before)
+    data = snapshot_bytes(original)
+    restored = restore(data, config)
+    assert snapshot_bytes(restored) == data
+    assert feed(restored, after) == feed(original, after)  # every Prediction field, floats exactly
+    assert state_of(restored) == state_of(original)
+    assert snapshot_bytes(restored) == snapshot_bytes(original)
+
+
+def test_one_key_continues_bit_identically() -> None:
+    records = stream(96, [None], "abcabd")
+    assert_continues_identically(SMALL, records[:48], records[48:])
+
+
+def test_many_keys_replay_oov_and_eviction_continue_bit_identically() -> None:
+    config = LearnerConfig(
+        window=8, units=8, embedding_dim=4, loss_steps=2, replay=2, replay_buffer=16, capacity=3, max_keys=3
+    )
+    records = stream(128, ["a", "b", None, "d"], "abcdef", seed=1)
+    assert_continues_identically(config, records[:64], records[64:])
+
+
+def test_relaxed_mode_continues_bit_identically() -> None:
+    records = stream(80, ["x", "y"], "abcab", seed=2)
+    assert_continues_identically(
+        LearnerConfig(window=8, units=8, loss_steps=4, mode="relaxed"), records[:40], records[40:]
+    )
+
+
+@pytest.mark.slow
+def test_default_config_continues_bit_identically() -> None:
+    # The default model takes a minute to compile here: the learner is restored into itself.
+    config = LearnerConfig()
+    records = stream(96, [None], "aabaacaab", seed=3)  # 96 > the default window of 64
+    learner = Learner(config)
+    feed(learner, records[:80])
+    data = snapshot_bytes(learner)
+    expected, state, final = feed(learner, records[80:]), state_of(learner), snapshot_bytes(learner)
+    restore(data, config, into=learner)
+    assert feed(learner, records[80:]) == expected
+    assert state_of(learner) == state
+    assert snapshot_bytes(learner) == final
+
+
+# -- Hypothesis: restore equivalence over random streams ------------------------------------------
+PROPERTY = LearnerConfig(
+    window=4, units=4, embedding_dim=4, loss_steps=2, replay=1, replay_buffer=8, capacity=4
+)
+
+
+@pytest.fixture(scope="module")
+def learner_pair() -> tuple[Learner, Learner, bytes]:
+    first, second = Learner(PROPERTY), Learner(PROPERTY)
+    return first, second, snapshot_bytes(first)
+
+
+records_st = st.lists(st.tuples(st.sampled_from(["k", "l", None]), st.sampled_from("abcdef")), max_size=40)
+chunks_st = st.lists(st.integers(1, CHUNK), min_size=1, max_size=10)
+
+
+@settings(max_examples=10, deadline=None)
+@given(records=records_st, cut=st.integers(0, 40), chunks=chunks_st)
+def test_restore_is_equivalent_on_random_streams(
+    learner_pair: tuple[Learner, Learner, bytes], records: list[Record], cut: int, chunks: list[int]
+) -> None:
+    original, spare, fresh = learner_pair
+    restore(fresh, PROPERTY, into=original)  # a fresh learner again, without compiling anew
+    before, after = records[:cut], records[cut:]
+    feed(original, before, chunks)
+    restored = restore(snapshot_bytes(original), PROPERTY, into=spare)
+    assert feed(restored, after, chunks) == feed(original, after, chunks)
+    assert state_of(restored) == state_of(original)
+
+
+def test_fresh_snapshot_restores_a_fresh_learner(learner_pair: tuple[Learner, Learner, bytes]) -> None:
+    _, spare, fresh = learner_pair
+    restore(fresh, PROPERTY, into=spare)
+    assert snapshot_bytes(spare) == fresh
+
+
+# -- refusal of bad bytes --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def valid() -> bytes:
+    learner = Learner(SMALL)
+    feed(learner, stream(24, ["a", None], "abc"))
+    return snapshot_bytes(learner)
+
+
+def entries(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def rewrite(data: bytes, allow_pickle: bool = False, **changes: Any) -> bytes:
+    arrays: dict[str, Any] = {**entries(data), **changes}
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=allow_pickle, **{k: v for k, v in arrays.items() if v is not None})
+    return buffer.getvalue()
+
+
+def with_header(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
+    header = json.loads(entries(data)["header"].tobytes())
+    change(header)
+    return rewrite(data, header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+
+
+def refused(data: bytes, config: LearnerConfig = SMALL) -> str:
+    with pytest.raises(SnapshotError) as caught:
+        restore(data, config)
+    return str(caught.value)
+
+
+class Trap:
+    """Unpickling it would record that code ran."""
+
+    ran: bool = False
+
+    def __reduce__(self) -> tuple[Callable[[], None], tuple[()]]:
+        return (_spring, ())
+
+
+def _spring() -> None:
+    Trap.ran = True
+
+
+def test_the_valid_snapshot_restores(valid: bytes) -> None:
+    assert restore(valid, SMALL).messages == 24
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.001, 0.1, 0.5, 0.9, 0.999])
+def test_truncated_snapshot_is_refused(valid: bytes, fraction: float) -> None:
+    refused(valid[: int(len(valid) * fraction)])
+
+
+def test_snapshot_missing_its_last_byte_is_refused(valid: bytes) -> None:
+    refused(valid[:-1])
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=2000), zip_magic=st.booleans())
+def test_random_bytes_raise_only_snapshot_error(data: bytes, zip_magic: bool) -> None:
+    refused(b"PK\x03\x04" + data if zip_magic else data)
+
+
+def test_flipped_bytes_raise_only_snapshot_error(valid: bytes) -> None:
+    rnd = random.Random(0)
+    for _ in range(30):
+        damaged = bytearray(valid)
+        for _ in range(4):
+            damaged[rnd.randrange(len(damaged))] ^= 1 << rnd.randrange(8)
+        # A flip inside a float weight can go unnoticed; anything else must be refused.
+        with contextlib.suppress(SnapshotError):
+            restore(bytes(damaged), SMALL)
+
+
+def test_pickle_payload_is_refused_without_running_it() -> None:
+    message = refused(pickle.dumps(Trap()))
+    assert not Trap.ran
+    assert "not a snapshot" in message
+
+
+def test_object_array_is_refused_without_unpickling_it(valid: bytes) -> None:
+    data = rewrite(valid, allow_pickle=True, seen=np.array([Trap(), Trap()], dtype=object))
+    message = refused(data)
+    assert not Trap.ran
+    assert "'seen'" in message
+
+
+def test_single_npy_array_is_refused() -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(3))
+    assert "not an .npz" in refused(buffer.getvalue())
+
+
+def test_other_format_version_is_refused(valid: bytes) -> None:
+    message = refused(with_header(valid, lambda h: h.update(version=2)))
+    assert "version 2" in message
+
+
+def test_other_format_name_is_refused(valid: bytes) -> None:
+    assert "format" in refused(with_header(valid, lambda h: h.update(format="something-else")))
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        (LearnerConfig(window=9, units=8, embedding_dim=4, loss_steps=2), "--window"),
+        (LearnerConfig(window=8, units=8, embedding_dim=4, loss_steps=2, capacity=300), "--capacity"),
+        (LearnerConfig(window=8, units=8, embedding_dim=4, loss_steps=2, seed=1), "--seed"),
+    ],
+)
+def test_snapshot_of_another_config_names_the_field(valid: bytes, config: LearnerConfig, field: str) -> None:
+    message = refused(valid, config)
+    assert field in message
+    assert "another model configuration" in message
+
+
+def test_free_fields_may_change_and_fewer_keys_evict_the_oldest(valid: bytes) -> None:
+    config = LearnerConfig(window=8, units=8, embedding_dim=4, loss_steps=2, mode="relaxed", max_keys=1)
+    learner = restore(valid, config)
+    assert len(learner.keys) == 1
+    assert learner.evicted_keys == 1
+
+
+def test_into_a_learner_of_another_config_is_an_error(valid: bytes, learner_pair: Any) -> None:
+    with pytest.raises(ValueError, match="another config"):
+        restore(valid, SMALL, into=learner_pair[0])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"weights.embedding": np.zeros((SMALL.vocab_size + 1, 4), np.float32)},
+        {"weights.embedding": np.zeros((SMALL.vocab_size, 4), np.float64)},
+        {"adam_step": np.zeros(1, np.float32)},
+        {"pending_probs": np.zeros((2, 3), np.float32)},
+        {"seen": np.zeros(3, np.int64)},
+        {"replay_rows": np.zeros((1, 9), np.int32)},
+        {"header": np.zeros(3, np.int32)},
+    ],
+    ids=["rows", "dtype", "scalar", "probs", "keys", "replay", "header"],
+)
+def test_array_of_the_wrong_shape_or_dtype_is_refused(valid: bytes, changes: dict[str, Any]) -> None:
+    (name,) = changes
+    assert name in refused(rewrite(valid, **changes))
+
+
+def test_only_the_probabilities_of_ids_in_use_are_stored(valid: bytes) -> None:
+    probs = entries(valid)["pending_probs"]
+    assert probs.shape == (2, 2 + 3)  # PAD, OOV, a, b, c
+    full = np.zeros((2, SMALL.vocab_size), np.float32)
+    full[:, :5] = probs
+    assert snapshot_bytes(restore(rewrite(valid, pending_probs=full), SMALL)) == valid
+
+
+def test_ids_beyond_the_vocabulary_are_refused(valid: bytes) -> None:
+    history = entries(valid)["history_flat"].copy()
+    history[0] = 99
+    assert "history_flat ids" in refused(rewrite(valid, history_flat=history))
+
+
+def test_inconsistent_counters_are_refused(valid: bytes) -> None:
+    seen = entries(valid)["seen"].copy()
+    seen[0] = 1  # fewer messages than the key's history holds
+    assert "history lengths" in refused(rewrite(valid, seen=seen))
+    assert "replay" in refused(with_header(valid, lambda h: h.update(replay_next=3)))
+    assert "oov_seen" in refused(with_header(valid, lambda h: h.update(oov_seen=True)))
+
+
+def test_bad_header_values_are_refused(valid: bytes) -> None:
+    assert "keys" in refused(with_header(valid, lambda h: h.update(keys=[1, 2])))
+    assert "duplicate" in refused(with_header(valid, lambda h: h.update(keys=["a", "a"])))
+    assert "rng" in refused(with_header(valid, lambda h: h.update(rng={"bit_generator": "MT19937"})))
+    assert "messages" in refused(with_header(valid, lambda h: h.update(messages=-1)))
+    assert "score" in refused(with_header(valid, lambda h: h["score"].update(hits=10**6)))
+
+
+def test_baseline_table_is_checked(valid: bytes) -> None:
+    best = entries(valid)["baseline_best"].copy()
+    best[0] = 1  # the OOV id, never a follower here
+    assert "best id" in refused(rewrite(valid, baseline_best=best))
+
+
+def test_extra_and_missing_entries_are_refused(valid: bytes) -> None:
+    assert "unexpected ['extra']" in refused(rewrite(valid, extra=np.zeros(1)))
+    assert "missing ['seen']" in refused(rewrite(valid, seen=None))
+
+
+def test_snapshot_holds_only_numbers(valid: bytes) -> None:
+    assert all(array.dtype.kind in "biuf" for array in entries(valid).values())
