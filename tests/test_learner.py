@@ -20,35 +20,7 @@ from consumer.core.learner import Learner, Prediction
 SMALL = LearnerConfig(
     window=5, units=4, embedding_dim=3, capacity=6, replay=2, replay_buffer=16, loss_steps=3, baseline_order=2
 )
-SEED_UNIT = [
-    "4",
-    "4",
-    "4",
-    "4",
-    "4",
-    "4",
-    "8",
-    "4",
-    "4",
-    "4",
-    "4",
-    "4",
-    "8",
-    "4",
-    "4",
-    "4",
-    "4",
-    "4",
-    "4",
-    "8",
-    "4",
-    "4",
-    "4",
-    "4",
-    "4",
-    "4",
-    "28",
-]
+SEED_UNIT = ["4"] * 6 + ["8"] + ["4"] * 5 + ["8"] + ["4"] * 6 + ["8"] + ["4"] * 6 + ["28"]
 PROPERTY = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 records = st.lists(

@@ -138,12 +138,16 @@ class Program:
         return probs.numpy()[: batch.count], losses.numpy()[: batch.count]
 
     def _train(
-        self, params: Params, adam: AdamState, rows: tf.Tensor, valid: tf.Tensor, weights: tf.Tensor
+        self,
+        params: Params,
+        adam: AdamState,
+        rows: tf.Tensor,
+        valid: tf.Tensor,
+        weights: tf.Tensor,
+        positions: int,
     ) -> tuple[tf.Tensor, Params, AdamState]:
         window = self.config.window
-        loss, grads = loss_and_grads(
-            params, rows[:, :window], rows[:, window], valid, weights, self.config.trained_positions
-        )
+        loss, grads = loss_and_grads(params, rows[:, :window], rows[:, window], valid, weights, positions)
         params, adam = adam_update(
             params, grads, adam, self.config.learning_rate, float(self.config.learning_rate_decay_steps)
         )
@@ -170,7 +174,9 @@ class Program:
             valid = _valid(vocab_end[i], oov_seen[i], size)
 
             rows = tf.concat([window[None], replay[i]], axis=0)
-            loss, new_params, new_adam = self._train(params, adam, rows, valid, row_weights)
+            loss, new_params, new_adam = self._train(
+                params, adam, rows, valid, row_weights, self.config.trained_positions
+            )
 
             # A select rather than tf.cond keeps the body one straight computation; the step
             # computed and dropped for a key's first L messages costs the same as a cond did.
@@ -206,16 +212,15 @@ class Program:
         params, adam = self._read()
         # Every prediction of the batch comes from the weights as of the batch start.
         probs = predict_probs(params, windows[:, 1:], _valid(vocab_end, oov_seen, size))
-        real = tf.range(windows.shape[0]) < count
-        rows = tf.concat([windows, tf.reshape(replay, (-1, windows.shape[1]))], axis=0)
-        use = tf.cast(train & real, tf.float32)
-        use = tf.concat([use, tf.repeat(use, replay.shape[1])], axis=0)
+        # The batch holds consecutive windows of its keys, which already cover what strict mode
+        # adds with loss_steps and replay: one row per message, trained at its newest position.
+        use = tf.cast(train & (tf.range(windows.shape[0]) < count), tf.float32)
         total = tf.reduce_sum(use)
         last = tf.maximum(count - 1, 0)
         valid = _valid(vocab_end[last], oov_seen[last], size)
 
         def learn():  # type: ignore[no-untyped-def]
-            loss, new_params, new_adam = self._train(params, adam, rows, valid, use / total)
+            loss, new_params, new_adam = self._train(params, adam, windows, valid, use / total, 1)
             self._write(new_params, new_adam)
             return loss
 

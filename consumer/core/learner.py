@@ -130,7 +130,8 @@ class Learner:
         count = len(records)
         size = next(b for b in BUCKETS if b >= count)
         cfg = self.config
-        window, replay = cfg.window, cfg.replay
+        window = cfg.window
+        replay = cfg.replay if cfg.mode == "strict" else 0  # relaxed batches train without replay
         windows = np.zeros((size, window + 1), np.int32)
         train = np.zeros(size, bool)
         replays = np.zeros((size, replay, window + 1), np.int32)
