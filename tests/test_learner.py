@@ -49,6 +49,10 @@ def test_strict_results_do_not_depend_on_chunking(
     assert run_in_chunks(SMALL, data, [len(data)]) == run_in_chunks(SMALL, data, sizes)
 
 
+def _predicted(out: list[Prediction]) -> list[tuple[object, ...]]:
+    return [(p.key, p.predicted, p.probability, p.model_step, p.previous_hit) for p in out]
+
+
 @PROPERTY
 @given(data=records, where=st.integers(0, 39), mode=st.sampled_from(["strict", "relaxed"]))
 def test_no_prediction_sees_its_own_target(data: list[tuple[str | None, str]], where: int, mode: str) -> None:
@@ -59,7 +63,8 @@ def test_no_prediction_sees_its_own_target(data: list[tuple[str | None, str]], w
     config = replace(SMALL, mode=mode)
     first = Learner(config).learn_predict_many(data)
     second = Learner(config).learn_predict_many(altered)
-    assert first[:where] == second[:where]
+    # Everything predicted; not `loss`, the training loss, which in relaxed mode is the batch's.
+    assert _predicted(first[:where]) == _predicted(second[:where])
 
 
 @PROPERTY

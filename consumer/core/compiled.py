@@ -93,35 +93,42 @@ class Program:
     def __init__(self, config: LearnerConfig) -> None:
         self.config = config
         weights = initial_weights(config)
-        self.weights = Params(*(tf.Variable(w) for w in weights))
-        self.m = Params(*(tf.Variable(np.zeros_like(w)) for w in weights))
-        self.v = Params(*(tf.Variable(np.zeros_like(w)) for w in weights))
-        self.step = tf.Variable(0.0)
+        arrays = [*weights, *(np.zeros_like(w) for w in weights), *(np.zeros_like(w) for w in weights)]
+        self._shapes = [a.shape for a in arrays] + [()]
+        self._sizes = [int(np.prod(shape)) for shape in self._shapes]
+        # One flat variable for weights, Adam slots and step: a call passes one resource handle
+        # instead of 19, which is most of a single-message call's overhead.
+        self.state = tf.Variable(self._pack([*arrays, np.zeros((), np.float32)]))
         self._strict = tf.function(self._strict_loop, jit_compile=True, reduce_retracing=False)
         self._relaxed = tf.function(self._relaxed_step, jit_compile=True, reduce_retracing=False)
 
     # -- state -----------------------------------------------------------------------------
-    def variables(self) -> list[tf.Variable]:
-        return [*self.weights, *self.m, *self.v, self.step]
+    @staticmethod
+    def _pack(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(a, np.float32).ravel() for a in arrays])
 
     def get_state(self) -> list[np.ndarray]:
-        return [v.numpy() for v in self.variables()]
+        """Weights, Adam m, Adam v (each in `Params` order), then the Adam step."""
+        flat = self.state.numpy()
+        parts = np.split(flat, np.cumsum(self._sizes)[:-1])
+        return [part.reshape(shape) for part, shape in zip(parts, self._shapes, strict=True)]
 
     def set_state(self, arrays: list[np.ndarray]) -> None:
-        for var, value in zip(self.variables(), arrays, strict=True):
-            var.assign(value)
+        if [np.shape(a) for a in arrays] != self._shapes:
+            raise ValueError("state arrays do not match the model's shapes")
+        self.state.assign(self._pack(arrays))
 
     def _read(self) -> tuple[Params, AdamState]:
-        def read(group: Params) -> Params:
-            return Params(*(v.read_value() for v in group))
-
-        return read(self.weights), AdamState(read(self.m), read(self.v), self.step.read_value())
+        parts = tf.split(self.state.read_value(), self._sizes)
+        tensors = [tf.reshape(part, shape) for part, shape in zip(parts, self._shapes, strict=True)]
+        n = len(Params._fields)
+        return Params(*tensors[:n]), AdamState(
+            Params(*tensors[n : 2 * n]), Params(*tensors[2 * n : 3 * n]), tensors[3 * n]
+        )
 
     def _write(self, params: Params, adam: AdamState) -> None:
-        for group, values in ((self.weights, params), (self.m, adam.m), (self.v, adam.v)):
-            for var, value in zip(group, values, strict=True):
-                var.assign(value)
-        self.step.assign(adam.step)
+        tensors = [*params, *adam.m, *adam.v, adam.step]
+        self.state.assign(tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0))
 
     # -- programs --------------------------------------------------------------------------
     def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:

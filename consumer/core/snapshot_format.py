@@ -4,7 +4,7 @@ A snapshot is an ``.npz`` archive (see `consumer.core.snapshot`). Its entries:
 
 - ``header``: uint8, UTF-8 JSON: format name, version, config fingerprint and fields, counters,
   vocabulary, keys in least-recently-used-first order, the replay sampler's RNG state, scores;
-- the program's variables, in `Program.variables()` order: ``weights.<name>``, ``adam_m.<name>``,
+- the program's variables, in `Program.get_state()` order: ``weights.<name>``, ``adam_m.<name>``,
   ``adam_v.<name>`` for each of `Params`, then ``adam_step``; float32;
 - ``replay_rows``: int32 (replay_filled, L+1), the filled part of the replay buffer;
 - per key, in the header's key order: ``history_lengths`` int32 and ``history_flat`` int32 (the
@@ -54,7 +54,7 @@ class SnapshotError(ValueError):
 
 
 def variable_specs(config: LearnerConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """Names and shapes of the program's float32 variables, in `Program.variables()` order."""
+    """Names and shapes of the program's float32 variables, in `Program.get_state()` order."""
     shapes = [(name, w.shape) for name, w in zip(Params._fields, initial_weights(config), strict=True)]
     return [
         (f"{group}.{name}", shape) for group in ("weights", "adam_m", "adam_v") for name, shape in shapes
