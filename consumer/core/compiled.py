@@ -1,7 +1,7 @@
 """The compiled programs: the strict in-graph loop over messages and the relaxed batched step.
 
 Inputs are prepared by the host (windows, training flags, replay windows, vocabulary masks);
-weights and Adam state live in `tf.Variable`s and are updated in place. Batches are padded to
+weights and Adam state live in one flat `tf.Variable`, updated in place. Batches are padded to
 a few bucket sizes so each program is traced and compiled once per bucket; the loop stops at
 the real message count, so padding costs no compute.
 """
@@ -16,11 +16,11 @@ import tensorflow as tf
 
 from consumer.core.config import LearnerConfig
 from consumer.core.network import AdamState, Params, adam_update, loss_and_grads, predict_probs
+from consumer.core.vocab import OOV_ID
 
 __all__ = ["BUCKETS", "Batch", "Program", "configure_threads", "initial_weights"]
 
 BUCKETS = (1, 8, 64, 512, 4096)
-PAD_ID, OOV_ID = 0, 1
 
 
 def configure_threads(intra: int, inter: int) -> None:

@@ -186,7 +186,8 @@ class Learner:
                 previous_hit = state.pending == item.token_id
                 assert state.pending_probs is not None
                 self.score.update(previous_hit, float(state.pending_probs[item.token_id]))
-            self.model_step += int(train[i])
+            if strict:
+                self.model_step += int(train[i])
             state.pending, state.pending_probs = int(best[i]), probs[i]
             guess = baseline_guess[i]
             out.append(
@@ -200,7 +201,7 @@ class Learner:
                     loss=float(losses[i]),
                 )
             )
-        if not strict and train[: len(pending)].any():
+        if not strict and train[: len(pending)].any():  # relaxed: one step for the whole call
             self.model_step = step_at_start + 1
         self.messages += len(pending)
         return out
