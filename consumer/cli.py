@@ -1,18 +1,20 @@
 """Command line of lstm-consumer: parsing and dispatch; every option also an environment variable.
 
-Exit codes: 0 done; 1 a result could not be written; 2 bad usage or configuration (bad option
-value, unreadable file); 130 interrupted. TensorFlow is imported only by a command that needs
+Exit codes: 0 done; 1 a failure (a result could not be written, a stored learner refused, no
+stored learner to export); 2 bad usage or configuration (bad option value, unreadable file,
+unusable address); 130 interrupted. TensorFlow is imported only by a command that needs
 it, so `--help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from consumer.core.config import LearnerConfig
-from consumer.settings import PREFIX, EvaluateSettings
+from consumer.settings import PREFIX, EvaluateSettings, ExportSettings, RunSettings
 from lstm_stream import __version__
 from lstm_stream.settings import ConfigError, add_arguments, from_namespace
 
@@ -25,7 +27,26 @@ MAIN_EPILOG = f"""\
 Every option is also an environment variable: {PREFIX}<OPTION> (e.g. {PREFIX}WINDOW).
 Flags win over the environment. `lstm-consumer COMMAND --help` lists a command's options.
 
-exit codes: 0 done; 1 a result could not be written; 2 bad usage or configuration"""
+exit codes: 0 done; 1 a failure; 2 bad usage or configuration"""
+
+RUN_HELP = "learn from the input topic and publish a prediction per message (the service)"
+RUN_EPILOG = """\
+input records: key = stream id (null: the default stream); value = the UTF-8 token, or with
+--value-format json the field --value-field of a JSON object. Invalid records go to the
+dead-letter topic with headers lstm-stream.dead-letter.{reason,detail,topic,partition,offset}.
+prediction records: key = the input key; value = JSON with key, partition, offset (of the input
+record), predicted, probability, model_step, previous_hit, baseline. Read them read_committed.
+
+examples:
+  lstm-consumer run --bootstrap-servers 127.0.0.1:9092 --group-id demo
+  LSTM_CONSUMER_PROCESSING_GUARANTEE=at_least_once lstm-consumer run --http-port 9400"""
+
+EXPORT_HELP = "write a partition's current model from the state topic as a Keras file"
+EXPORT_EPILOG = """\
+example:
+  lstm-consumer export --group-id demo --partition 0 --out model.keras
+The model options must be those the group runs with (a snapshot from another configuration
+is refused)."""
 
 EVALUATE_HELP = "replay a token file through the learner offline and report its hit rates"
 EVALUATE_EPILOG = """\
@@ -59,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("file", metavar="FILE", help="the tokens to replay (- for standard input)")
     add_arguments(evaluate, EvaluateSettings, PREFIX)
     add_arguments(evaluate, LearnerConfig, PREFIX)
+    run = commands.add_parser(
+        "run", help=RUN_HELP, description=RUN_HELP, epilog=RUN_EPILOG, formatter_class=raw
+    )
+    add_arguments(run, RunSettings, PREFIX)
+    add_arguments(run, LearnerConfig, PREFIX)
+    export = commands.add_parser(
+        "export", help=EXPORT_HELP, description=EXPORT_HELP, epilog=EXPORT_EPILOG, formatter_class=raw
+    )
+    add_arguments(export, ExportSettings, PREFIX)
+    add_arguments(export, LearnerConfig, PREFIX)
     return parser
 
 
@@ -71,7 +102,26 @@ def _evaluate(ns: argparse.Namespace) -> int:
     return run(ns.file, settings, config)
 
 
-COMMANDS = {"evaluate": _evaluate}
+def _run(ns: argparse.Namespace) -> int:
+    config = from_namespace(LearnerConfig, PREFIX, ns)
+    settings = from_namespace(RunSettings, PREFIX, ns)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from consumer.app import run
+
+    return run(settings, config)
+
+
+def _export(ns: argparse.Namespace) -> int:
+    config = from_namespace(LearnerConfig, PREFIX, ns)
+    settings = from_namespace(ExportSettings, PREFIX, ns)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="lstm-consumer: %(message)s")
+    from consumer.export import export
+
+    return export(settings, config)
+
+
+COMMANDS = {"evaluate": _evaluate, "run": _run, "export": _export}
 
 
 def _fail(message: str, code: int) -> int:
@@ -85,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[ns.command](ns)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except OSError as exc:  # a result (the plot) could not be written
+    except OSError as exc:  # a result (the plot, the model) could not be written
         return _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)

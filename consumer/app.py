@@ -1,0 +1,62 @@
+"""`lstm-consumer run` wired together: logs, HTTP endpoints, signals, the service.
+
+SIGTERM or SIGINT: the in-flight batch finishes, the last transaction commits and the clients
+close, each step bounded by `--transaction-timeout-s`; a second Ctrl-C stops at once.
+Exit codes: 0 stopped; 1 a fatal failure (a refused snapshot, a fenced instance); 2 bad
+configuration (including an HTTP address that cannot be bound).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+from consumer import logs
+from consumer.core.config import LearnerConfig
+from consumer.http import HealthServer, Probe
+from consumer.service import FatalError, Service
+from consumer.settings import RunSettings
+from consumer.stats import Stats
+from lstm_stream import __version__
+from lstm_stream.settings import ConfigError, describe
+
+__all__ = ["run"]
+
+log = logging.getLogger("consumer")
+
+
+def run(settings: RunSettings, config: LearnerConfig) -> int:
+    logs.setup(settings.log_format, settings.log_level)
+    log.info(
+        "lstm-consumer %s starting", __version__, extra=logs.fields(**describe(settings), **describe(config))
+    )
+    probe = Probe(stall_limit_s=max(60.0, settings.max_poll_interval_ms / 1000))
+    stats = Stats(settings.status_interval_s)
+    service = Service(settings, config, probe, stats)
+    try:
+        server = HealthServer(settings.http_host, settings.http_port, probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"--http-host/--http-port: cannot listen on {settings.http_host}:{settings.http_port}: {exc}"
+        ) from None
+    log.info("serving /healthz and /readyz on http://%s:%d", settings.http_host, server.port)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if service.stop.is_set():
+            if signum == signal.SIGINT:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            return  # repeated SIGTERMs (`timeout` signals the child and its group) change nothing
+        log.info("%s: finishing the batch in flight, committing, stopping", signal.Signals(signum).name)
+        service.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        service.run()
+    except FatalError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        server.close()
+    return 0

@@ -1,0 +1,164 @@
+"""The service's message formats: input records in, prediction and dead-letter records out.
+
+Pure functions over bytes, so they are tested without a broker and the Kafka code stays thin.
+
+Input: key = stream id (UTF-8; null is the default stream); value = the UTF-8 token, whitespace
+stripped, or with the JSON format an object's field (a string, or an integer written as digits).
+Anything else is not a token: `decode` says why, in one of `REASONS`, and the record goes to the
+dead-letter topic unchanged, with headers naming the reason and where it came from.
+
+>>> decoder = Decoder(value_format="text", value_field="", max_value_bytes=16, max_key_bytes=8)
+>>> decoder.decode(b"user-1", b" 42\\n")
+('user-1', '42')
+>>> decoder.decode(None, b"\\xff").reason
+'invalid_utf8'
+>>> Decoder("json", "token", 64, 8).decode(None, b'{"token": 7}')
+(None, '7')
+>>> Decoder("json", "token", 64, 8).decode(None, b'{"token": NaN}').reason
+'invalid_json'
+>>> encode_prediction("k", 0, 41, "8", 0.96875, 12, True, "4")
+b'{"key":"k","partition":0,"offset":41,"predicted":"8","probability":0.96875,"model_step":12,\
+"previous_hit":true,"baseline":"4"}'
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "REASONS",
+    "Decoder",
+    "Rejected",
+    "dead_letter_headers",
+    "encode_prediction",
+]
+
+REASONS = (
+    "empty",  # null, empty or blank value
+    "oversized_value",  # more than --max-value-bytes
+    "invalid_utf8",  # value bytes that are not UTF-8
+    "invalid_json",  # not JSON (NaN and Infinity included), or nested too deeply to parse
+    "missing_field",  # JSON, but not an object with --value-field
+    "invalid_field",  # the field is not a string or an integer
+    "control_characters",  # the token holds control characters (line breaks, NUL, ...)
+    "oversized_key",  # more than --max-key-bytes
+    "invalid_key",  # key bytes that are not UTF-8
+)
+HEADER_PREFIX = "lstm-stream.dead-letter."
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Why a record is not a usable token."""
+
+    reason: str
+    detail: str
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _has_control(token: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in token)
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """Turns an input record's key and value into (stream key, token), or says why not."""
+
+    value_format: str
+    value_field: str
+    max_value_bytes: int
+    max_key_bytes: int
+
+    def decode(self, key: bytes | None, value: bytes | None) -> tuple[str | None, str] | Rejected:
+        stream = self._key(key)
+        if isinstance(stream, Rejected):
+            return stream
+        if value is None or not value.strip():
+            return Rejected("empty", "no value" if value is None else "blank value")
+        if len(value) > self.max_value_bytes:
+            return Rejected("oversized_value", f"{len(value)} bytes > {self.max_value_bytes}")
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejected("invalid_utf8", str(exc))
+        token = self._json_token(text) if self.value_format == "json" else text.strip()
+        if isinstance(token, Rejected):
+            return token
+        if not token:
+            return Rejected("empty", "blank token")
+        if _has_control(token):
+            return Rejected("control_characters", "the token holds control characters")
+        return stream, token
+
+    def _key(self, key: bytes | None) -> str | Rejected | None:
+        if key is None:
+            return None
+        if len(key) > self.max_key_bytes:
+            return Rejected("oversized_key", f"{len(key)} bytes > {self.max_key_bytes}")
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejected("invalid_key", str(exc))
+        return text or None  # an empty key is the default stream, as in the producer
+
+    def _json_token(self, text: str) -> str | Rejected:
+        try:
+            document = json.loads(text, parse_constant=_no_constants)
+        except (ValueError, RecursionError) as exc:
+            return Rejected("invalid_json", str(exc)[:200] or type(exc).__name__)
+        if not isinstance(document, dict) or self.value_field not in document:
+            return Rejected("missing_field", f"not a JSON object with the field {self.value_field!r}")
+        field = document[self.value_field]
+        if isinstance(field, bool) or not isinstance(field, str | int):
+            return Rejected("invalid_field", f"{self.value_field!r} is {type(field).__name__}, not a token")
+        return str(field).strip()
+
+
+def dead_letter_headers(
+    rejected: Rejected,
+    topic: str,
+    partition: int,
+    offset: int,
+    original: Sequence[tuple[str, bytes | None]] = (),
+) -> list[tuple[str, bytes]]:
+    """The original record's headers, then ours: reason, detail, source topic/partition/offset."""
+    ours = {
+        "reason": rejected.reason,
+        "detail": rejected.detail,
+        "topic": topic,
+        "partition": str(partition),
+        "offset": str(offset),
+    }
+    kept = [(name, value or b"") for name, value in original if not name.startswith(HEADER_PREFIX)]
+    return kept + [(HEADER_PREFIX + name, text.encode()) for name, text in ours.items()]
+
+
+def encode_prediction(
+    key: str | None,
+    partition: int,
+    offset: int,
+    predicted: str | None,
+    probability: float,
+    model_step: int,
+    previous_hit: bool | None,
+    baseline: str | None,
+) -> bytes:
+    """The prediction record's value: compact JSON, fields in a fixed order (byte-stable)."""
+    document = {
+        "key": key,
+        "partition": partition,
+        "offset": offset,
+        "predicted": predicted,
+        "probability": probability,
+        "model_step": model_step,
+        "previous_hit": previous_hit,
+        "baseline": baseline,
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()

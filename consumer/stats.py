@@ -1,0 +1,108 @@
+"""Counters of the running service and its periodic one-line status in the log.
+
+The status line is what a user watches: throughput since the last line, the LSTM's hit rate over
+the last 1,000 scored predictions (all partitions together) against the baseline's, lag, dead
+letters. Hit rates come from the learners' own scores (`consumer.core.scoring.Score`), so they
+survive restarts with the learners.
+
+>>> stats = Stats(status_interval_s=0)
+>>> stats.dead_letter("empty"); stats.dead_letters
+1
+>>> stats.status_line({}, 10.0, [])
+'status: 0 msgs in 10.0 s (0 msgs/s), hit rate last 1000: n/a (baseline n/a), lag 0, dead letters 1'
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from consumer.logs import fields
+
+if TYPE_CHECKING:
+    from consumer.core.learner import Learner, Prediction
+
+__all__ = ["Stats"]
+
+log = logging.getLogger("consumer.status")
+WINDOW = 1000
+
+
+class Stats:
+    """What the service has done; `maybe_report` logs the status line every `status_interval_s`."""
+
+    def __init__(self, status_interval_s: float) -> None:
+        self.status_interval_s = status_interval_s
+        self.messages = 0
+        self.predictions = 0
+        self.dead_letters_by_reason: Counter[str] = Counter()
+        self.transactions_committed = 0
+        self.transactions_aborted = 0
+        self.rebalances = 0
+        self.restarts = 0
+        self.snapshots = 0
+        self.snapshot_bytes = 0
+        self.snapshot_seconds = 0.0
+        self.batch_seconds = 0.0
+        self.last_message_time = 0.0
+        self.learners: Callable[[], Sequence[Learner]] = list
+        self._last_report = time.monotonic()
+        self._messages_at_report = 0
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(self.dead_letters_by_reason.values())
+
+    def processed(
+        self, partition: int, records: Sequence[Any], predictions: Sequence[Prediction], seconds: float
+    ) -> None:
+        self.messages += len(records)
+        self.predictions += len(predictions)
+        self.batch_seconds += seconds
+        self.last_message_time = time.time()
+
+    def dead_letter(self, reason: str) -> None:
+        self.dead_letters_by_reason[reason] += 1
+
+    def snapshot(self, size: int, seconds: float) -> None:
+        self.snapshots += 1
+        self.snapshot_bytes = size
+        self.snapshot_seconds += seconds
+
+    def maybe_report(self, lag: Callable[[], dict[int, int]]) -> None:
+        if not self.status_interval_s:
+            return
+        now = time.monotonic()
+        elapsed = now - self._last_report
+        if elapsed < self.status_interval_s:
+            return
+        self._last_report = now
+        learners = self.learners()
+        log.info(self.status_line(lag(), elapsed, learners), extra=fields(**self._status_fields(learners)))
+        self._messages_at_report = self.messages
+
+    def _status_fields(self, learners: Sequence[Learner]) -> dict[str, Any]:
+        return {"messages": self.messages, "predictions": self.predictions, "partitions": len(learners)}
+
+    def status_line(self, lag: dict[int, int], elapsed: float, learners: Sequence[Learner]) -> str:
+        count = self.messages - self._messages_at_report
+        lstm = _rolling(learners, "score")
+        baseline = _rolling(learners, "baseline_score")
+        return (
+            f"status: {count} msgs in {elapsed:.1f} s ({count / elapsed:.0f} msgs/s), "
+            f"hit rate last {WINDOW}: {lstm} (baseline {baseline}), "
+            f"lag {sum(lag.values())}, dead letters {self.dead_letters}"
+        )
+
+
+def _rolling(learners: Sequence[Learner], which: str) -> str:
+    """Hit rate over the last WINDOW scored predictions of each partition, pooled."""
+    hits = scored = 0
+    for learner in learners:
+        score = getattr(learner, which)
+        hits += score.rolling_hits(WINDOW)
+        scored += min(score.scored, WINDOW)
+    return f"{hits / scored:.1%}" if scored else "n/a"

@@ -1,0 +1,309 @@
+"""`lstm-consumer run` end to end against the real broker: predictions, dead letters, state, shutdown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.consumer_harness import (
+    ConsumerProcess,
+    committed_offsets,
+    predictions_by_offset,
+    produce,
+    read_all,
+    seed_tokens,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class Topics:
+    """A fresh set of topics and a group for one test."""
+
+    def __init__(
+        self, make_topic: Callable[..., str], unique_name: Callable[[str], str], partitions: int = 1
+    ):
+        self.input = make_topic("in", partitions=partitions)
+        self.output = make_topic("out", partitions=partitions)
+        self.dead = make_topic("dlq", partitions=partitions)
+        self.state = make_topic("state", partitions=partitions, config={"cleanup.policy": "compact"})
+        self.group = unique_name("group")
+
+    def args(self, *extra: str) -> list[str]:
+        return [
+            "--input-topic",
+            self.input,
+            "--output-topic",
+            self.output,
+            "--dead-letter-topic",
+            self.dead,
+            "--state-topic",
+            self.state,
+            "--group-id",
+            self.group,
+            "--instance-id",
+            "test",
+            *extra,
+        ]
+
+
+def test_seed_sequence_end_to_end(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topics = Topics(make_topic, unique_name)
+    count = 2700
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in seed_tokens(count)))
+    consumer = ConsumerProcess(kafka_bootstrap, tmp_path / "consumer.log", *topics.args())
+    try:
+        consumer.wait_ready()
+        assert consumer.get("/healthz")[0] == 200
+        records = read_all(kafka_bootstrap, topics.output, count, timeout_s=240)
+        assert consumer.get("/metrics")[0] in (200, 404)
+    finally:
+        code = consumer.stop()
+    assert code == 0, consumer.log()[-3000:]
+    by_offset = predictions_by_offset(records)
+    assert sorted(by_offset) == [(0, i) for i in range(count)]  # one prediction per input offset
+    assert all(len(values) == 1 for values in by_offset.values())
+    docs = [json.loads(by_offset[(0, i)][0]) for i in range(count)]
+    assert set(docs[0]) >= {
+        "key",
+        "partition",
+        "offset",
+        "predicted",
+        "probability",
+        "model_step",
+        "previous_hit",
+    }
+    assert docs[0]["previous_hit"] is None
+    assert docs[0]["key"] is None
+    last = [d["previous_hit"] for d in docs[-1000:]]
+    assert sum(last) >= 990, f"hit rate over the last 1,000: {sum(last) / 10:.1f}%"
+    tokens = seed_tokens(count + 1)
+    assert all(d["predicted"] == tokens[i + 1] for i, d in enumerate(docs[-100:], start=count - 100))
+    assert committed_offsets(kafka_bootstrap, topics.group, topics.input, [0]) == {0: count}
+    assert "stopped" in consumer.log()
+
+
+def test_bad_records_go_to_the_dead_letter_topic(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topics = Topics(make_topic, unique_name)
+    values: list[bytes | None] = [
+        b'{"token": "a"}',
+        b"not json",
+        b'{"token": "b"}',
+        None,
+        b'{"other": 1}',
+        b'{"token": NaN}',
+        b"\xff\xfe",
+        b'{"token": "' + b"x" * 2000 + b'"}',
+        b'{"token": [1]}',
+        b'{"token": "a\\u0000b"}',
+        b"[" * 10000 + b"]" * 10000,
+        b'{"token": 7}',
+    ]
+    produce(kafka_bootstrap, topics.input, values, key=b"stream-1")
+    consumer = ConsumerProcess(
+        kafka_bootstrap, tmp_path / "consumer.log", *topics.args("--value-format", "json", "--window", "2")
+    )
+    try:
+        predictions = read_all(kafka_bootstrap, topics.output, 4, timeout_s=180)
+        dead = read_all(kafka_bootstrap, topics.dead, 9, timeout_s=60)
+        assert consumer.proc.poll() is None, "bad records must not stop the consumer"
+    finally:
+        assert consumer.stop() == 0, consumer.log()[-3000:]
+    docs = [json.loads(r.value) for r in predictions]
+    assert [(d["offset"], d["key"]) for d in docs] == [(0, "stream-1"), (2, "stream-1"), (11, "stream-1")]
+    reasons = {}
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["lstm-stream.dead-letter.topic"] == topics.input.encode()
+        assert record.key == b"stream-1"
+        offset = int(headers["lstm-stream.dead-letter.offset"])
+        assert record.value == values[offset]  # the original value, untouched
+        reasons[offset] = headers["lstm-stream.dead-letter.reason"].decode()
+    assert reasons == {
+        1: "invalid_json",
+        3: "empty",
+        4: "missing_field",
+        5: "invalid_json",
+        6: "invalid_utf8",
+        7: "oversized_value",
+        8: "invalid_field",
+        9: "control_characters",
+        10: "oversized_value",
+    }
+
+
+def test_restart_restores_the_learner_and_continues(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topics = Topics(make_topic, unique_name)
+    tokens = seed_tokens(1200)
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in tokens[:600]))
+    first = ConsumerProcess(kafka_bootstrap, tmp_path / "first.log", *topics.args())
+    try:
+        read_all(kafka_bootstrap, topics.output, 600, timeout_s=180)
+    finally:
+        assert first.stop() == 0, first.log()[-3000:]
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in tokens[600:]))
+    second = ConsumerProcess(kafka_bootstrap, tmp_path / "second.log", *topics.args())
+    try:
+        records = read_all(kafka_bootstrap, topics.output, 1200, timeout_s=180)
+    finally:
+        assert second.stop() == 0, second.log()[-3000:]
+    assert "learner restored" in second.log()
+    assert "offset=600" in second.log()
+    docs = {json.loads(r.value)["offset"]: json.loads(r.value) for r in records}
+    assert sorted(docs) == list(range(1200))
+    assert len(records) == 1200
+    # the restored learner continues: its first prediction is scored, its step counter goes on
+    assert docs[600]["previous_hit"] is not None
+    assert docs[600]["model_step"] == docs[599]["model_step"] + 1
+
+
+def test_refused_snapshot_exits_clearly_and_reset_state_recovers(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topics = Topics(make_topic, unique_name)
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in seed_tokens(100)))
+    state_key = f"{topics.group}/{topics.input}/0".encode()
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    headers = [("lstm-stream.offset", b"50"), ("lstm-stream.encoding", b"npz+zlib")]
+    producer.send(topics.state, key=state_key, value=b"\x80\x04 not a snapshot", headers=headers, partition=0)
+    producer.flush()
+    producer.close()
+
+    refused = ConsumerProcess(kafka_bootstrap, tmp_path / "refused.log", *topics.args())
+    assert refused.wait(120) == 1
+    assert "is refused: corrupt snapshot" in refused.log()
+    assert "--reset-state" in refused.log()
+
+    reset = ConsumerProcess(kafka_bootstrap, tmp_path / "reset.log", *topics.args("--reset-state"))
+    try:
+        records = read_all(kafka_bootstrap, topics.output, 100, timeout_s=180)
+    finally:
+        assert reset.stop() == 0, reset.log()[-3000:]
+    assert sorted(json.loads(r.value)["offset"] for r in records) == list(range(100))
+    again = ConsumerProcess(kafka_bootstrap, tmp_path / "again.log", *topics.args())  # the reset persisted
+    try:
+        again.wait_ready()
+    finally:
+        assert again.stop() == 0, again.log()[-3000:]
+    assert "learner restored" in again.log()
+
+
+def test_export_writes_a_keras_model_that_predicts_like_the_learner(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topics = Topics(make_topic, unique_name)
+    tokens = seed_tokens(540)
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in tokens))
+    consumer = ConsumerProcess(kafka_bootstrap, tmp_path / "consumer.log", *topics.args())
+    try:
+        records = read_all(kafka_bootstrap, topics.output, len(tokens), timeout_s=180)
+    finally:
+        assert consumer.stop() == 0
+    last = max((json.loads(r.value) for r in records), key=lambda d: d["offset"])
+    out = tmp_path / "model.keras"
+    args = ["--group-id", topics.group, "--input-topic", topics.input, "--state-topic", topics.state]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consumer",
+            "export",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            *args,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    check = (
+        "import json, sys, numpy as np, keras\n"
+        f"model = keras.models.load_model({str(out)!r})\n"
+        f"vocab = json.load(open({str(out) + '.vocab.json'!r}))['tokens']\n"
+        "ids = {t: int(i) for i, t in vocab.items()}\n"
+        "window = [ids[t] for t in sys.argv[1:]]\n"
+        "print(vocab[str(int(np.argmax(model.predict(np.array([window]), verbose=0)[0])))])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check, *tokens[-64:]], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == last["predicted"]
+
+
+def test_export_without_a_stored_learner_fails_clearly(
+    kafka_bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    state = make_topic("state")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consumer",
+            "export",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--state-topic",
+            state,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "no stored learner for partition 0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--commit-interval-ms", "0"], "--commit-interval-ms"),
+        (["--processing-guarantee", "twice"], "--processing-guarantee"),
+        (["--output-topic", "sequence"], "--output-topic"),
+        (["--bootstrap-servers", "nohost"], "--bootstrap-servers"),
+        (["--http-port", "70000"], "--http-port"),
+        (["--window", "0"], "--window"),
+    ],
+)
+def test_bad_configuration_exits_2_naming_the_option(argv: list[str], named: str) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer", "run", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_busy_http_port_exits_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "consumer", "run", "--http-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "--http-host/--http-port" in result.stderr
