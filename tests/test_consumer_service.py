@@ -307,3 +307,51 @@ def test_busy_http_port_exits_2(tmp_path: Path) -> None:
         )
     assert result.returncode == 2, result.stderr
     assert "--http-host/--http-port" in result.stderr
+
+
+def test_at_least_once_publishes_every_offset_and_commits(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topics = Topics(make_topic, unique_name)
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in seed_tokens(600)))
+    args = topics.args("--processing-guarantee", "at_least_once", "--snapshot-interval-s", "1")
+    consumer = ConsumerProcess(kafka_bootstrap, tmp_path / "consumer.log", *args)
+    try:
+        records = read_all(kafka_bootstrap, topics.output, 600, timeout_s=240)
+    finally:
+        assert consumer.stop() == 0, consumer.log()[-3000:]
+    assert sorted(predictions_by_offset(records)) == [(0, i) for i in range(600)]
+    assert committed_offsets(kafka_bootstrap, topics.group, topics.input, [0]) == {0: 600}
+    assert "transactional id none" in consumer.log()
+
+
+def test_partitions_move_between_instances_without_loss_or_duplicates(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topics = Topics(make_topic, unique_name, partitions=2)
+    per_partition = 600
+    for partition in (0, 1):
+        values = (t.encode() for t in seed_tokens(per_partition))
+        produce(kafka_bootstrap, topics.input, values, key=f"k{partition}".encode(), partition=partition)
+    first = ConsumerProcess(kafka_bootstrap, tmp_path / "a.log", *topics.args("--max-poll-records", "50"))
+    second_args = [*topics.args("--max-poll-records", "50")]
+    second_args[second_args.index("--instance-id") + 1] = "test-b"
+    second = None
+    try:
+        first.wait_ready()
+        read_all(kafka_bootstrap, topics.output, 100, timeout_s=180)  # the first has made progress
+        second = ConsumerProcess(kafka_bootstrap, tmp_path / "b.log", *second_args)
+        second.wait_ready()
+        time.sleep(2)
+        assert first.stop() == 0, first.log()[-3000:]  # its partitions move to the second
+        records = read_all(kafka_bootstrap, topics.output, 2 * per_partition, timeout_s=300)
+    finally:
+        first.stop()
+        if second is not None:
+            assert second.stop() == 0, second.log()[-3000:]
+    by_offset = predictions_by_offset(records)
+    expected = [(p, i) for p in (0, 1) for i in range(per_partition)]
+    assert sorted(by_offset) == expected
+    assert all(len(values) == 1 for values in by_offset.values())
+    assert "partitions revoked" in first.log()
+    assert "learner restored" in second.log()
