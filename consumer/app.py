@@ -15,6 +15,7 @@ from types import FrameType
 from consumer import logs
 from consumer.core.config import LearnerConfig
 from consumer.http import HealthServer, Probe
+from consumer.metrics import Metrics
 from consumer.service import FatalError, Service
 from consumer.settings import RunSettings
 from consumer.stats import Stats
@@ -32,15 +33,16 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
         "lstm-consumer %s starting", __version__, extra=logs.fields(**describe(settings), **describe(config))
     )
     probe = Probe(stall_limit_s=max(60.0, settings.max_poll_interval_ms / 1000))
-    stats = Stats(settings.status_interval_s)
+    metrics = Metrics(config.model_fields() | {"mode": config.mode}, __version__)
+    stats = Stats(settings.status_interval_s, metrics)
     service = Service(settings, config, probe, stats)
     try:
-        server = HealthServer(settings.http_host, settings.http_port, probe)
+        server = HealthServer(settings.http_host, settings.http_port, probe, metrics.render)
     except OSError as exc:
         raise ConfigError(
             f"--http-host/--http-port: cannot listen on {settings.http_host}:{settings.http_port}: {exc}"
         ) from None
-    log.info("serving /healthz and /readyz on http://%s:%d", settings.http_host, server.port)
+    log.info("serving /healthz, /readyz and /metrics on http://%s:%d", settings.http_host, server.port)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if service.stop.is_set():

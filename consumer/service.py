@@ -121,7 +121,7 @@ class Service:
                 ) from None
             except (WatchdogTimeoutError, KafkaError) as exc:
                 log.error("Kafka session failed, restarting in %.0f s: %s", backoff, exc, exc_info=True)
-                self.stats.restarts += 1
+                self.stats.restarted()
                 self._teardown()
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -223,7 +223,8 @@ class Service:
             except Exception:
                 log.warning("closing a failed Kafka client raised", exc_info=True)
         self.consumer = self.producer = None
-        self.partitions.clear()
+        for partition in list(self.partitions):
+            self._drop_partition(partition)
         self._to_restore.clear()
         self._in_txn = False
         self._futures.clear()
@@ -249,10 +250,10 @@ class Service:
         except BaseException as exc:
             self._listener_error = exc
         for partition in revoked:
-            self.partitions.pop(partition, None)
+            self._drop_partition(partition)
             self._to_restore.discard(partition)
         if revoked:
-            self.stats.rebalances += 1
+            self.stats.rebalanced()
             log.info("partitions revoked", extra=fields(partitions=sorted(revoked)))
 
     def _on_assigned(self, assigned: set[int]) -> None:
@@ -262,10 +263,18 @@ class Service:
     def _on_lost(self, lost: set[int]) -> None:
         self._lost = True
         for partition in lost:
-            self.partitions.pop(partition, None)
+            self._drop_partition(partition)
             self._to_restore.discard(partition)
-        self.stats.rebalances += 1
+        self.stats.rebalanced()
         log.warning("partitions lost", extra=fields(partitions=sorted(lost)))
+
+    def _add_partition(self, partition: int, part: Partition) -> None:
+        self.partitions[partition] = part
+        self.stats.partition_assigned(partition, part.learner)
+
+    def _drop_partition(self, partition: int) -> None:
+        if self.partitions.pop(partition, None) is not None:
+            self.stats.partition_removed(partition)
 
     def _raise_listener_error(self) -> None:
         error, self._listener_error = self._listener_error, None
@@ -300,7 +309,7 @@ class Service:
             tp = TopicPartition(s.input_topic, p)
             state = stored.get(p)
             if state is None:
-                self.partitions[p] = self._fresh(tp, reset=p in fresh)
+                self._add_partition(p, self._fresh(tp, reset=p in fresh))
                 continue
             try:
                 learner = restore(state.snapshot(), self.config)
@@ -310,7 +319,7 @@ class Service:
                     f"{state.state_offset}) is refused: {exc}. Start with --reset-state to discard it."
                 ) from None
             consumer.seek(tp, state.offset)
-            self.partitions[p] = Partition(learner, state.offset)
+            self._add_partition(p, Partition(learner, state.offset))
             log.info(
                 "learner restored",
                 extra=fields(
@@ -373,7 +382,8 @@ class Service:
             self._send(s.output_topic, record.key, value)
         part.next_offset = records[-1].offset + 1
         part.dirty = True
-        self.stats.processed(partition, records, predictions, time.perf_counter() - started)
+        self.stats.processed(partition, records, predictions, part.learner, time.perf_counter() - started)
+        self._report_lag(partition, part)
 
     def _dead_letter(self, partition: int, record: Any, rejected: Rejected) -> None:
         s = self.settings
@@ -425,7 +435,7 @@ class Service:
                 state_headers(part.next_offset),
                 partition=p % count,
             )
-            self.stats.snapshot(len(value), time.perf_counter() - started)
+            self.stats.snapshot(p, len(value), time.perf_counter() - started)
             part.dirty = False
 
     def _commit_transaction(self, dirty: dict[int, Partition]) -> None:
@@ -447,7 +457,7 @@ class Service:
             with deadline(s.transaction_timeout_s, "commit_transaction"):
                 producer.commit_transaction()
             self._in_txn = False
-            self.stats.transactions_committed += 1
+            self.stats.committed()
         except (KafkaError, SnapshotError) as exc:
             if isinstance(exc, ProducerFencedError):
                 raise
@@ -461,9 +471,10 @@ class Service:
             with deadline(self.settings.transaction_timeout_s, "abort_transaction"):
                 self.producer.abort_transaction()
             self._in_txn = False
-            self.stats.transactions_aborted += 1
+            self.stats.aborted()
         self._to_restore |= set(self.partitions)
-        self.partitions.clear()
+        for partition in list(self.partitions):
+            self._drop_partition(partition)
         self.probe.set_ready(False, "restoring after an aborted transaction")
 
     def _commit_at_least_once(self, dirty: dict[int, Partition]) -> None:
@@ -490,6 +501,12 @@ class Service:
                 consumer.commit(offsets)
 
     # -- reporting -------------------------------------------------------------------------
+    def _report_lag(self, partition: int, part: Partition) -> None:
+        assert self.consumer is not None
+        end = self.consumer.highwater(TopicPartition(self.settings.input_topic, partition))
+        if end is not None and part.next_offset is not None:
+            self.stats.lag(partition, max(end - part.next_offset, 0))
+
     def _lag(self) -> dict[int, int]:
         """Messages behind the end of each assigned partition, from the consumer's fetch metadata."""
         if self.consumer is None:

@@ -5,7 +5,7 @@ the last 1,000 scored predictions (all partitions together) against the baseline
 letters. Hit rates come from the learners' own scores (`consumer.core.scoring.Score`), so they
 survive restarts with the learners.
 
->>> stats = Stats(status_interval_s=0)
+>>> stats = Stats(status_interval_s=0, metrics=None)
 >>> stats.dead_letter("empty"); stats.dead_letters
 1
 >>> stats.status_line({}, 10.0, [])
@@ -24,6 +24,7 @@ from consumer.logs import fields
 
 if TYPE_CHECKING:
     from consumer.core.learner import Learner, Prediction
+    from consumer.metrics import Metrics
 
 __all__ = ["Stats"]
 
@@ -34,8 +35,9 @@ WINDOW = 1000
 class Stats:
     """What the service has done; `maybe_report` logs the status line every `status_interval_s`."""
 
-    def __init__(self, status_interval_s: float) -> None:
+    def __init__(self, status_interval_s: float, metrics: Metrics | None) -> None:
         self.status_interval_s = status_interval_s
+        self.metrics = metrics
         self.messages = 0
         self.predictions = 0
         self.dead_letters_by_reason: Counter[str] = Counter()
@@ -57,20 +59,63 @@ class Stats:
         return sum(self.dead_letters_by_reason.values())
 
     def processed(
-        self, partition: int, records: Sequence[Any], predictions: Sequence[Prediction], seconds: float
+        self,
+        partition: int,
+        records: Sequence[Any],
+        predictions: Sequence[Prediction],
+        learner: Learner,
+        seconds: float,
     ) -> None:
         self.messages += len(records)
         self.predictions += len(predictions)
         self.batch_seconds += seconds
         self.last_message_time = time.time()
+        if self.metrics:
+            self.metrics.batch(partition, records, predictions, learner, seconds)
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letters_by_reason[reason] += 1
+        if self.metrics:
+            self.metrics.dead_letter(reason)
 
-    def snapshot(self, size: int, seconds: float) -> None:
+    def snapshot(self, partition: int, size: int, seconds: float) -> None:
         self.snapshots += 1
         self.snapshot_bytes = size
         self.snapshot_seconds += seconds
+        if self.metrics:
+            self.metrics.snapshot(partition, size, seconds)
+
+    def committed(self) -> None:
+        self.transactions_committed += 1
+        if self.metrics:
+            self.metrics.committed.inc()
+
+    def aborted(self) -> None:
+        self.transactions_aborted += 1
+        if self.metrics:
+            self.metrics.aborted.inc()
+
+    def rebalanced(self) -> None:
+        self.rebalances += 1
+        if self.metrics:
+            self.metrics.rebalances.inc()
+
+    def restarted(self) -> None:
+        self.restarts += 1
+        if self.metrics:
+            self.metrics.restarts.inc()
+
+    def partition_assigned(self, partition: int, learner: Learner) -> None:
+        if self.metrics:
+            self.metrics.partition_assigned(partition, learner)
+
+    def partition_removed(self, partition: int) -> None:
+        if self.metrics:
+            self.metrics.partition_removed(partition)
+
+    def lag(self, partition: int, messages: int) -> None:
+        if self.metrics:
+            self.metrics.lag.labels(str(partition)).set(messages)
 
     def maybe_report(self, lag: Callable[[], dict[int, int]]) -> None:
         if not self.status_interval_s:

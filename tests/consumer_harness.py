@@ -22,7 +22,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 SEED_UNIT = ["4"] * 6 + ["8"] + ["4"] * 5 + ["8"] + ["4"] * 6 + ["8"] + ["4"] * 6 + ["28"]
-PORT_LINE = re.compile(r"serving /healthz and /readyz on http://[\d.]+:(\d+)")
+PORT_LINE = re.compile(r"serving /healthz, /readyz and /metrics on http://[\d.]+:(\d+)")
 
 
 def seed_tokens(count: int) -> list[str]:

@@ -1,0 +1,245 @@
+"""Every Prometheus metric of the consumer, in one registry, served on ``/metrics``.
+
+Naming follows Prometheus's conventions: one prefix (``lstm_stream_``), base units in the name
+(``_seconds``, ``_bytes``), counters ending in ``_total``, ratios in 0..1, no stream keys in
+labels (``partition`` at most). Children without a partition exist from start-up; a partition's
+children are created when it is assigned, and its gauges are removed when it leaves (another
+instance reports them then).
+
+>>> m = Metrics(model={"window": 64}, version="0.1.0")
+>>> m.partition_assigned(0)
+>>> m.dead_letter("empty")
+>>> b"lstm_stream_dead_letters_total{reason=\\"empty\\"} 1.0" in m.render()[0]
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from consumer.records import REASONS
+
+__all__ = ["PREFIX", "Metrics"]
+
+PREFIX = "lstm_stream_"
+WINDOWS = ("100", "1000", "all")
+PROCESSING_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+LOSS_SMOOTHING = 0.01  # weight of the newest training loss in the moving average
+
+
+class Metrics:
+    """The consumer's metrics; the service reports events, `render` serves them."""
+
+    def __init__(self, model: Mapping[str, Any], version: str) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        p = ("partition",)
+        self.messages = Counter(f"{PREFIX}messages_consumed", "Input records consumed", p, registry=r)
+        self.predictions = Counter(f"{PREFIX}predictions", "Predictions published", p, registry=r)
+        self.scored = Counter(
+            f"{PREFIX}predictions_scored", "Predictions scored against the next token", p, registry=r
+        )
+        self.hits = Counter(f"{PREFIX}prediction_hits", "Scored predictions that were right", p, registry=r)
+        self.baseline_hits = Counter(
+            f"{PREFIX}baseline_hits",
+            "Scored guesses of the baseline predictor that were right",
+            p,
+            registry=r,
+        )
+        w = ("partition", "window")
+        self.hit_ratio = Gauge(
+            f"{PREFIX}rolling_hit_ratio",
+            "LSTM hit rate over the last N scored predictions (all: cumulative)",
+            w,
+            registry=r,
+        )
+        self.baseline_ratio = Gauge(
+            f"{PREFIX}baseline_hit_ratio",
+            "Baseline hit rate over the last N scored predictions",
+            w,
+            registry=r,
+        )
+        self.loss = Gauge(
+            f"{PREFIX}training_loss", "Moving average of the training loss (cross-entropy)", p, registry=r
+        )
+        self.vocabulary = Gauge(
+            f"{PREFIX}vocabulary_tokens", "Distinct tokens in the vocabulary", p, registry=r
+        )
+        self.oov = Counter(f"{PREFIX}oov_tokens", "Tokens past the vocabulary's capacity", p, registry=r)
+        self.lag = Gauge(
+            f"{PREFIX}consumer_lag_messages", "Records between the position and the end", p, registry=r
+        )
+        self.snapshot_size = Gauge(
+            f"{PREFIX}snapshot_size_bytes", "Size of the last snapshot written", p, registry=r
+        )
+        self.dead_letters = Counter(
+            f"{PREFIX}dead_letters", "Records sent to the dead-letter topic", ("reason",), registry=r
+        )
+        self.batch_seconds = Histogram(
+            f"{PREFIX}batch_processing_seconds",
+            "Time to process one poll's records of a partition",
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.message_seconds = Histogram(
+            f"{PREFIX}message_processing_seconds",
+            "Processing time per record (its batch's time / records)",
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            f"{PREFIX}end_to_end_latency_seconds",
+            "From the input record's timestamp to its prediction being produced",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.snapshot_seconds = Histogram(
+            f"{PREFIX}snapshot_duration_seconds",
+            "Time to snapshot and compress a learner",
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.committed = Counter(
+            f"{PREFIX}transactions_committed", "Kafka transactions committed", registry=r
+        )
+        self.aborted = Counter(f"{PREFIX}transactions_aborted", "Kafka transactions aborted", registry=r)
+        self.rebalances = Counter(f"{PREFIX}rebalances", "Partition revocations and losses", registry=r)
+        self.restarts = Counter(
+            f"{PREFIX}session_restarts", "Kafka sessions restarted after a failure", registry=r
+        )
+        self.last_message = Gauge(
+            f"{PREFIX}last_message_timestamp_seconds", "When the last record was processed", registry=r
+        )
+        self.assigned = Gauge(
+            f"{PREFIX}assigned_partitions", "Input partitions assigned to this instance", registry=r
+        )
+        self.info = Info(f"{PREFIX}consumer", "Version and model settings", registry=r)
+        self.info.info({"version": version, **{k: str(v) for k, v in model.items()}})
+        for reason in REASONS:
+            self.dead_letters.labels(reason)
+        self._loss_avg: dict[int, float] = {}
+        self._oov_seen: dict[int, int] = {}  # the learner's counters already reported
+        self._baseline_seen: dict[int, int] = {}
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def partition_assigned(self, partition: int, learner: Any = None) -> None:
+        """Create the partition's children; a restored learner's counts so far are not re-counted."""
+        label = str(partition)
+        for counter in (
+            self.messages,
+            self.predictions,
+            self.scored,
+            self.hits,
+            self.baseline_hits,
+            self.oov,
+        ):
+            counter.labels(label)
+        for gauge in (self.loss, self.vocabulary, self.lag, self.snapshot_size):
+            gauge.labels(label)
+        for window in WINDOWS:
+            self.hit_ratio.labels(label, window)
+            self.baseline_ratio.labels(label, window)
+        self._oov_seen[partition] = learner.vocab.oov_count if learner is not None else 0
+        self._baseline_seen[partition] = learner.baseline_score.hits if learner is not None else 0
+        if learner is not None:
+            self._learner(partition, learner)
+        self.assigned.inc()
+
+    def partition_removed(self, partition: int) -> None:
+        label = str(partition)
+        for gauge in (self.loss, self.vocabulary, self.lag, self.snapshot_size):
+            _remove(gauge, label)
+        for window in WINDOWS:
+            _remove(self.hit_ratio, label, window)
+            _remove(self.baseline_ratio, label, window)
+        self._loss_avg.pop(partition, None)
+        self._oov_seen.pop(partition, None)
+        self._baseline_seen.pop(partition, None)
+        self.assigned.dec()
+
+    def batch(
+        self, partition: int, records: Sequence[Any], predictions: Sequence[Any], learner: Any, seconds: float
+    ) -> None:
+        """One poll's records of a partition went through its learner."""
+        label, now = str(partition), time.time()
+        self.messages.labels(label).inc(len(records))
+        self.batch_seconds.observe(seconds)
+        per_message = seconds / len(records)
+        for record in records:
+            self.message_seconds.observe(per_message)
+            if record.timestamp is not None and record.timestamp > 0:
+                self.latency.observe(max(now - record.timestamp / 1000, 0.0))
+        if predictions:
+            self._predictions(partition, predictions)
+        self._learner(partition, learner)
+        self.last_message.set(now)
+
+    def _predictions(self, partition: int, predictions: Sequence[Any]) -> None:
+        label = str(partition)
+        self.predictions.labels(label).inc(len(predictions))
+        scored = [p.previous_hit for p in predictions if p.previous_hit is not None]
+        self.scored.labels(label).inc(len(scored))
+        self.hits.labels(label).inc(sum(scored))
+        avg = self._loss_avg.get(partition)
+        for p in predictions:
+            if p.loss > 0:
+                avg = p.loss if avg is None else avg + LOSS_SMOOTHING * (p.loss - avg)
+        if avg is not None:
+            self._loss_avg[partition] = avg
+            self.loss.labels(label).set(avg)
+
+    def _learner(self, partition: int, learner: Any) -> None:
+        label = str(partition)
+        for gauge, score in ((self.hit_ratio, learner.score), (self.baseline_ratio, learner.baseline_score)):
+            gauge.labels(label, "100").set(score.rolling_hit_rate(100))
+            gauge.labels(label, "1000").set(score.rolling_hit_rate(1000))
+            gauge.labels(label, "all").set(score.hit_rate)
+        self.baseline_hits.labels(label).inc(
+            _delta(self._baseline_seen, partition, learner.baseline_score.hits)
+        )
+        self.vocabulary.labels(label).set(len(learner.vocab))
+        self.oov.labels(label).inc(_delta(self._oov_seen, partition, learner.vocab.oov_count))
+
+    def dead_letter(self, reason: str) -> None:
+        self.dead_letters.labels(reason).inc()
+
+    def snapshot(self, partition: int, size: int, seconds: float) -> None:
+        self.snapshot_size.labels(str(partition)).set(size)
+        self.snapshot_seconds.observe(seconds)
+
+
+def _remove(metric: Any, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
+def _delta(seen: dict[int, int], partition: int, value: int) -> int:
+    """How much a learner's cumulative count grew since it was last reported."""
+    before = seen.get(partition, value)
+    seen[partition] = value
+    return max(value - before, 0)
