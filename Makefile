@@ -30,8 +30,7 @@ test: venv
 	VENV=$(VENV) scripts/test
 
 demo: venv
-	@echo "make demo: not implemented yet (the consumer service is issue 5, the demo issue 7)" >&2
-	@exit 1
+	VENV=$(VENV) scripts/demo
 
 kafka-up:
 	scripts/kafka up

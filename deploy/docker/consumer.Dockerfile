@@ -1,0 +1,34 @@
+# The consumer image: lstm-consumer with TensorFlow (CPU), Keras, NumPy and prometheus-client.
+#   docker build -f deploy/docker/consumer.Dockerfile -t lstm-stream-consumer .
+#   docker run --rm -e LSTM_CONSUMER_HTTP_HOST=0.0.0.0 lstm-stream-consumer run --bootstrap-servers HOST:PORT
+FROM python:3.11.13-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    MPLCONFIGDIR=/tmp/matplotlib
+
+RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin lstm
+WORKDIR /app
+
+# Dependencies first, from the pins alone: this layer (TensorFlow: the big one) is rebuilt only
+# when the pins change, not when the code does.
+COPY constraints.txt pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['consumer']))" > requirements.txt \
+    && pip install -c constraints.txt -r requirements.txt
+
+# Then the source.
+COPY README.md ./
+COPY lstm_stream ./lstm_stream
+COPY producer ./producer
+COPY consumer ./consumer
+RUN pip install --no-deps . && rm -rf build ./*.egg-info
+
+USER lstm
+# /healthz, /readyz, /metrics (bind with LSTM_CONSUMER_HTTP_HOST=0.0.0.0 to reach them from outside)
+EXPOSE 8000
+ENTRYPOINT ["lstm-consumer"]
+CMD ["run"]

@@ -1,0 +1,29 @@
+# The producer image: lstm-producer with the base dependencies only (kafka-python, tqdm), no TensorFlow.
+#   docker build -f deploy/docker/producer.Dockerfile -t lstm-stream-producer .
+#   docker run --rm lstm-stream-producer pattern --bootstrap-servers HOST:PORT --rate 50
+FROM python:3.11.13-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin lstm
+WORKDIR /app
+
+# Dependencies first, from the pins alone: this layer is rebuilt only when the pins change.
+# Only [project].dependencies: never the consumer extra.
+COPY constraints.txt pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > requirements.txt \
+    && pip install -c constraints.txt -r requirements.txt
+
+# Then the source: the shared settings and the producer (the consumer's code is not copied).
+COPY README.md ./
+COPY lstm_stream ./lstm_stream
+COPY producer ./producer
+RUN pip install --no-deps . && rm -rf build ./*.egg-info
+
+USER lstm
+ENTRYPOINT ["lstm-producer"]
+CMD ["pattern"]

@@ -1,0 +1,363 @@
+"""The deployment files: docker-compose.yml, the Dockerfiles, and README's configuration reference.
+
+The compose file is read through a real compose implementation (`docker-compose config`), which
+validates it, resolves `${VAR:-default}` to the defaults and normalizes it; the producer's and
+the consumer's environment is then checked with the services' own settings loaders.
+(`promtool check config deploy/prometheus.yml` lives in tests/test_monitoring.py.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumer import settings as consumer_settings
+from consumer.core.config import LearnerConfig
+from lstm_stream.settings import load
+from producer import settings as producer_settings
+from tests.conftest import REPO, require
+
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKER = REPO / "deploy" / "docker"
+TOPIC_DEFAULTS = {
+    "input": consumer_settings.RunSettings.input_topic,
+    "output": consumer_settings.RunSettings.output_topic,
+    "dead": consumer_settings.RunSettings.dead_letter_topic,
+    "state": consumer_settings.RunSettings.state_topic,
+}
+README_START, README_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def _compose_env() -> dict[str, str]:
+    """This environment minus every variable the compose file interpolates: the defaults apply."""
+    names = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+def _docker_compose() -> str:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        require("docker-compose is not installed (apt-get install docker-compose)")
+    return binary
+
+
+def _run(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, input=stdin, capture_output=True, text=True, cwd=REPO, env=_compose_env(), timeout=120
+    )
+
+
+@cache
+def compose_config() -> dict[str, Any]:
+    """The compose file as the compose implementation sees it, with the defaults of its variables."""
+    binary = _docker_compose()
+    # Compose v2 prints JSON itself; v1 (Debian's, Python) prints YAML, which its own interpreter parses.
+    as_json = _run([binary, "-f", str(COMPOSE_FILE), "config", "--format", "json"])
+    if as_json.returncode == 0 and as_json.stdout.lstrip().startswith("{"):  # v1 prints its usage
+        return dict(json.loads(as_json.stdout))
+    as_yaml = _run([binary, "-f", str(COMPOSE_FILE), "config"])
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    first = Path(binary).read_text(errors="replace").splitlines()[0]
+    interpreter = first.removeprefix("#!").split() if first.startswith("#!") else []
+    convert = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
+    result = _run([*interpreter, "-c", convert], stdin=as_yaml.stdout) if interpreter else None
+    if result is None or result.returncode != 0:
+        require(f"cannot read `docker-compose config` output as data (no PyYAML beside {binary})")
+    return dict(json.loads(result.stdout))
+
+
+def service(name: str) -> dict[str, Any]:
+    services: dict[str, dict[str, Any]] = compose_config()["services"]
+    return services[name]
+
+
+def environment(name: str) -> dict[str, str]:
+    env = service(name).get("environment") or {}
+    if isinstance(env, list):  # KEY=VALUE entries
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def field_names(*classes: type) -> set[str]:
+    return {field.name for cls in classes for field in dataclasses.fields(cls)}
+
+
+# -- (a) a real compose implementation accepts the file --------------------------------------------
+
+
+def test_docker_compose_v1_validates_the_file() -> None:
+    result = _run([_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q"])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr  # no warning (an unset variable, a deprecation)
+
+
+def test_the_stack_has_its_services_with_healthchecks_and_conditions() -> None:
+    services = compose_config()["services"]
+    assert set(services) == {"kafka", "topics", "producer", "consumer", "prometheus", "grafana"}
+    for name in ("kafka", "consumer", "prometheus", "grafana"):
+        assert service(name).get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert service("topics")["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in ("producer", "consumer"):
+        assert service(name)["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert service("grafana")["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_published_ports_are_loopback_only_and_the_consumer_scales() -> None:
+    for name, spec in compose_config()["services"].items():
+        for port in spec.get("ports", []):
+            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+    consumer = service("consumer")
+    assert "container_name" not in consumer, "--scale consumer=N needs distinct container names"
+    assert not consumer.get("ports"), "--scale consumer=N: replicas cannot publish the same port"
+    assert "LSTM_CONSUMER_INSTANCE_ID" not in environment("consumer"), "replicas need distinct ids"
+    assert consumer.get("restart") == "unless-stopped"
+
+
+def test_named_volumes_hold_the_data() -> None:
+    volumes = set(compose_config()["volumes"])
+    assert {"kafka-data", "prometheus-data", "grafana-data"} <= volumes
+    for name, volume in (
+        ("kafka", "kafka-data"),
+        ("prometheus", "prometheus-data"),
+        ("grafana", "grafana-data"),
+    ):
+        mounts = [
+            str(m.get("source") if isinstance(m, dict) else m.split(":")[0]) for m in service(name)["volumes"]
+        ]
+        assert volume in mounts, f"{name} does not keep its data in {volume}"
+
+
+def test_the_broker_can_run_transactions_on_one_node() -> None:
+    env = environment("kafka")
+    assert service("kafka")["image"] == f"apache/kafka:{_pom_kafka_version()}"
+    for key in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
+        assert env[key] == "1", key
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+
+
+def _pom_kafka_version() -> str:
+    pom = (REPO / "deploy" / "kafka" / "pom.xml").read_text()
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+    assert match
+    return match.group(1)
+
+
+def test_images_are_pinned() -> None:
+    for name in ("kafka", "topics", "prometheus", "grafana"):
+        image = service(name)["image"]
+        tag = image.rsplit(":", 1)[1] if ":" in image else ""
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned to a version"
+
+
+def test_monitoring_mounts_the_deploy_files() -> None:
+    def sources(name: str) -> dict[str, str]:
+        out = {}
+        for mount in service(name)["volumes"]:
+            if isinstance(mount, dict):
+                out[str(mount["target"])] = str(mount["source"])
+            else:
+                source, target = mount.split(":")[:2]
+                out[target] = source
+        return out
+
+    prometheus = sources("prometheus")
+    assert Path(prometheus["/etc/prometheus/prometheus.yml"]) == REPO / "deploy" / "prometheus.yml"
+    grafana = sources("grafana")
+    assert Path(grafana["/etc/grafana/provisioning"]) == REPO / "deploy" / "grafana" / "provisioning"
+    assert Path(grafana["/var/lib/grafana/dashboards"]) == REPO / "deploy" / "grafana" / "dashboards"
+    env = environment("grafana")
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+# -- (b) every variable the compose file sets is a setting of its service ---------------------------
+
+
+def test_consumer_environment_is_accepted_by_its_settings() -> None:
+    prefix = consumer_settings.PREFIX
+    env = environment("consumer")
+    accepted = field_names(consumer_settings.RunSettings, LearnerConfig)
+    for name in env:
+        assert name.startswith(prefix), f"consumer: {name} is not an {prefix}* setting"
+        assert name.removeprefix(prefix).lower() in accepted, f"consumer: {name} is no option of `run`"
+    settings = load(consumer_settings.RunSettings, prefix, [], env=env)
+    load(LearnerConfig, prefix, [], env=env)
+    assert service("consumer")["command"] == ["run"]
+    assert settings.http_host == "0.0.0.0", "Prometheus scrapes the replicas from another container"
+    assert settings.processing_guarantee == "exactly_once"
+
+
+def test_producer_environment_is_accepted_by_its_settings() -> None:
+    prefix = producer_settings.PREFIX
+    env = environment("producer")
+    accepted = field_names(producer_settings.PatternSettings)
+    for name in env:
+        assert name.startswith(prefix), f"producer: {name} is not an {prefix}* setting"
+        assert name.removeprefix(prefix).lower() in accepted, f"producer: {name} is no option of `pattern`"
+    settings = load(producer_settings.PatternSettings, prefix, [], env=env)
+    assert service("producer")["command"] == ["pattern"]
+    assert settings.rate == 50.0
+    # A null key would scatter the one stream over the partitions: several keyed streams instead.
+    assert settings.keys > 1 or settings.key
+
+
+def test_both_services_reach_the_broker_on_its_internal_listener() -> None:
+    listeners = environment("kafka")["KAFKA_ADVERTISED_LISTENERS"]
+    internal = {entry.split("://", 1)[1] for entry in listeners.split(",")}
+    assert environment("consumer")["LSTM_CONSUMER_BOOTSTRAP_SERVERS"] in internal
+    assert environment("producer")["LSTM_PRODUCER_BOOTSTRAP_SERVERS"] in internal
+
+
+def test_consumer_healthcheck_and_prometheus_use_the_consumer_port() -> None:
+    port = load(
+        consumer_settings.RunSettings, consumer_settings.PREFIX, [], env=environment("consumer")
+    ).http_port
+    assert f"127.0.0.1:{port}/healthz" in " ".join(service("consumer")["healthcheck"]["test"])
+    prometheus = (REPO / "deploy" / "prometheus.yml").read_text()
+    assert re.search(rf'names:\s*\["consumer"\]\s*\n\s*type:\s*A\s*\n\s*port:\s*{port}\b', prometheus)
+
+
+# -- (c) topic names agree --------------------------------------------------------------------------
+
+
+def created_topics() -> dict[str, str]:
+    """Topic -> the rest of its `create --topic NAME ...` line in the topics service's script."""
+    script = " ".join(service("topics")["command"])
+    return {m.group(1): m.group(2) for m in re.finditer(r"create --topic (\S+)([^\n]*)", script)}
+
+
+def test_topic_names_agree_between_the_services_and_the_defaults() -> None:
+    consumer = load(consumer_settings.RunSettings, consumer_settings.PREFIX, [], env=environment("consumer"))
+    producer = load(
+        producer_settings.PatternSettings, producer_settings.PREFIX, [], env=environment("producer")
+    )
+    topics = created_topics()
+    assert set(topics) == set(TOPIC_DEFAULTS.values())
+    assert consumer.input_topic == producer.topic == TOPIC_DEFAULTS["input"]
+    assert consumer.output_topic == TOPIC_DEFAULTS["output"]
+    assert consumer.dead_letter_topic == TOPIC_DEFAULTS["dead"]
+    assert consumer.state_topic == TOPIC_DEFAULTS["state"]
+    assert producer_settings.PatternSettings.topic == TOPIC_DEFAULTS["input"]
+    state = topics[TOPIC_DEFAULTS["state"]]
+    assert "cleanup.policy=compact" in state
+    assert "max.message.bytes=67108864" in state
+    for name in set(topics) - {TOPIC_DEFAULTS["state"]}:
+        assert "cleanup.policy" not in topics[name]
+    assert environment("topics")["PARTITIONS"] == "3"  # ${INPUT_PARTITIONS:-3}
+
+
+def test_the_demo_uses_the_same_topic_names() -> None:
+    demo = (REPO / "scripts" / "demo").read_text()
+    for name in TOPIC_DEFAULTS.values():
+        assert f'"{name}"' in demo
+
+
+# -- (d) the Dockerfiles -----------------------------------------------------------------------------
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+@pytest.mark.parametrize("name", ["producer", "consumer"])
+def test_dockerfile_is_pinned_non_root_and_caches_dependencies(name: str) -> None:
+    steps = instructions(DOCKER / f"{name}.Dockerfile")
+    words = [word for word, _ in steps]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", steps[0][1]), steps[0]
+    users = [rest for word, rest in steps if word == "USER"]
+    assert users, "the image must switch to a non-root user"
+    assert users[-1] not in ("root", "0"), "the image must run as a non-root user"
+    assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN"), "USER after the installs"
+    deps = next(i for i, (w, rest) in enumerate(steps) if w == "RUN" and "constraints.txt" in rest)
+    first_source = next(i for i, (w, rest) in enumerate(steps) if w == "COPY" and rest.startswith(name))
+    assert deps < first_source, "dependencies must be installed before the source is copied"
+    assert all("pyproject.toml" in r or "constraints.txt" in r for w, r in steps[:deps] if w == "COPY")
+    assert dict(steps)["ENTRYPOINT"] == f'["lstm-{name}"]'
+    assert dict(steps)["CMD"] == ('["pattern"]' if name == "producer" else '["run"]')
+    assert service(name)["build"]["dockerfile"] == f"deploy/docker/{name}.Dockerfile"
+
+
+def test_the_producer_image_never_installs_tensorflow() -> None:
+    text = (DOCKER / "producer.Dockerfile").read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    for banned in ("tensorflow", "keras", "[consumer", "optional-dependencies", "COPY consumer"):
+        assert banned not in code, f"producer.Dockerfile mentions {banned!r}"
+    assert "['project']['dependencies']" in code
+
+
+def test_the_images_install_what_pyproject_declares() -> None:
+    """The Dockerfiles' dependency lists, computed as they compute them, against pyproject.toml."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not any("tensorflow" in dep for dep in project["dependencies"])
+    assert any("tensorflow" in dep for dep in project["optional-dependencies"]["consumer"])
+    assert "optional-dependencies']['consumer']" in (DOCKER / "consumer.Dockerfile").read_text()
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for entry in (".venv", ".git", "**/__pycache__", ".mypy_cache", ".pytest_cache"):
+        assert entry in ignored
+
+
+# -- README's configuration reference ----------------------------------------------------------------
+
+
+def test_readme_holds_the_generated_configuration_reference() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "config-reference")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    readme = (REPO / "README.md").read_text()
+    assert README_START in readme, "README.md has no configuration reference markers"
+    assert README_END in readme, "README.md has no configuration reference end marker"
+    between = readme.split(README_START, 1)[1].split(README_END, 1)[0]
+    assert between.strip() == result.stdout.strip(), (
+        "README.md's configuration reference differs from the settings: paste the output of "
+        "`.venv/bin/python scripts/config-reference` between the markers"
+    )
+
+
+def test_the_reference_lists_every_option() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "config-reference")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for cls, prefix in (
+        (consumer_settings.RunSettings, consumer_settings.PREFIX),
+        (LearnerConfig, consumer_settings.PREFIX),
+        (consumer_settings.EvaluateSettings, consumer_settings.PREFIX),
+        (consumer_settings.ExportSettings, consumer_settings.PREFIX),
+        (producer_settings.PatternSettings, producer_settings.PREFIX),
+        (producer_settings.FileSettings, producer_settings.PREFIX),
+    ):
+        for name in field_names(cls):
+            assert f"`{prefix}{name.upper()}`" in result.stdout, name
