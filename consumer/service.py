@@ -101,6 +101,7 @@ class Service:
         self._listener_error: BaseException | None = None
         self._in_txn = False
         self._broken = False
+        self._warm = False
         self._futures: list[Any] = []
         self._last_commit = self._last_snapshot = time.monotonic()
         self.consumer: KafkaConsumer | None = None
@@ -127,6 +128,9 @@ class Service:
                 backoff = min(backoff * 2, 30.0)
 
     def _session(self) -> None:
+        if not self._warm:
+            self._warm_up()
+            self._warm = True
         self._connect()
         poll_ms = min(self.settings.commit_interval_ms, 200)
         while not self.stop.is_set():
@@ -143,6 +147,17 @@ class Service:
             self.stats.maybe_report(self._lag)
         self._commit()
         self._close()
+
+    def _new_learner(self) -> Learner:
+        # Every call padded to the bucket of a full poll: one compiled program per process.
+        return Learner(self.config, min_batch=self.settings.max_poll_records)
+
+    def _warm_up(self) -> None:
+        """Compile the learner's program before joining the group, not while partitions wait."""
+        started = time.monotonic()
+        log.info("compiling the model (the first start on a machine takes a while)")
+        self._new_learner().program.warm_up(self.settings.max_poll_records)
+        log.info("model compiled in %.1f s", time.monotonic() - started)
 
     def _connect(self) -> None:
         s = self.settings
@@ -312,7 +327,7 @@ class Service:
                 self._add_partition(p, self._fresh(tp, reset=p in fresh))
                 continue
             try:
-                learner = restore(state.snapshot(), self.config)
+                learner = restore(state.snapshot(), self.config, into=self._new_learner())
             except SnapshotError as exc:
                 raise FatalError(
                     f"partition {p}: the stored learner (state topic {s.state_topic}, offset "
@@ -344,7 +359,7 @@ class Service:
             else:
                 consumer.seek_to_end(tp)
             offset = consumer.position(tp)
-        part = Partition(Learner(self.config), offset, dirty=reset)
+        part = Partition(self._new_learner(), offset, dirty=reset)
         if reset:  # the fresh state is written at the next commit, so the reset persists
             self._reset_done.add(tp.partition)
             log.warning("learner reset (--reset-state)", extra=fields(partition=tp.partition, offset=offset))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -99,8 +100,7 @@ class Program:
         # One flat variable for weights, Adam slots and step: a call passes one resource handle
         # instead of 19, which is most of a single-message call's overhead.
         self.state = tf.Variable(self._pack([*arrays, np.zeros((), np.float32)]))
-        self._strict = tf.function(self._strict_loop, jit_compile=True, reduce_retracing=False)
-        self._relaxed = tf.function(self._relaxed_step, jit_compile=True, reduce_retracing=False)
+        self._step = _shared_step(self)
 
     # -- state -----------------------------------------------------------------------------
     @staticmethod
@@ -118,23 +118,23 @@ class Program:
             raise ValueError("state arrays do not match the model's shapes")
         self.state.assign(self._pack(arrays))
 
-    def _read(self) -> tuple[Params, AdamState]:
-        parts = tf.split(self.state.read_value(), self._sizes)
+    def _read(self, state: tf.Variable) -> tuple[Params, AdamState]:
+        parts = tf.split(state.read_value(), self._sizes)
         tensors = [tf.reshape(part, shape) for part, shape in zip(parts, self._shapes, strict=True)]
         n = len(Params._fields)
         return Params(*tensors[:n]), AdamState(
             Params(*tensors[n : 2 * n]), Params(*tensors[2 * n : 3 * n]), tensors[3 * n]
         )
 
-    def _write(self, params: Params, adam: AdamState) -> None:
+    def _write(self, state: tf.Variable, params: Params, adam: AdamState) -> None:
         tensors = [*params, *adam.m, *adam.v, adam.step]
-        self.state.assign(tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0))
+        state.assign(tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0))
 
     # -- programs --------------------------------------------------------------------------
     def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """Process a batch; return next-token probabilities (count, V) and training losses (count,)."""
-        fn = self._strict if self.config.mode == "strict" else self._relaxed
-        probs, losses = fn(
+        probs, losses = self._step(
+            self.state,
             tf.constant(batch.windows),
             tf.constant(batch.train),
             tf.constant(batch.replay),
@@ -160,8 +160,24 @@ class Program:
         )
         return loss, params, adam
 
+    def warm_up(self, size: int) -> None:
+        """Compile the program of the bucket for `size` messages now (a call of none: state unchanged)."""
+        bucket = next(b for b in BUCKETS if b >= size)
+        window, replay = self.config.window, self.config.replay if self.config.mode == "strict" else 0
+        self.run(
+            Batch(
+                np.zeros((bucket, window + 1), np.int32),
+                np.zeros(bucket, bool),
+                np.zeros((bucket, replay, window + 1), np.int32),
+                np.zeros(bucket, np.int32),
+                np.zeros(bucket, bool),
+                0,
+            )
+        )
+
     def _strict_loop(
         self,
+        state: tf.Variable,
         windows: tf.Tensor,
         train: tf.Tensor,
         replay: tf.Tensor,
@@ -172,7 +188,7 @@ class Program:
         size = self.config.vocab_size
         rows_per_step = 1 + replay.shape[1]
         row_weights = tf.fill((rows_per_step,), 1.0 / rows_per_step)
-        params, adam = self._read()
+        params, adam = self._read(state)
         probs_out = tf.TensorArray(tf.float32, size=windows.shape[0])
         loss_out = tf.TensorArray(tf.float32, size=windows.shape[0])
 
@@ -203,11 +219,12 @@ class Program:
         _, params, adam, probs_out, loss_out = tf.while_loop(
             lambda i, *_: i < count, body, (tf.constant(0), params, adam, probs_out, loss_out)
         )
-        self._write(params, adam)
+        self._write(state, params, adam)
         return probs_out.stack(), loss_out.stack()
 
     def _relaxed_step(
         self,
+        state: tf.Variable,
         windows: tf.Tensor,
         train: tf.Tensor,
         replay: tf.Tensor,
@@ -216,7 +233,7 @@ class Program:
         count: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor]:
         size = self.config.vocab_size
-        params, adam = self._read()
+        params, adam = self._read(state)
         # Every prediction of the batch comes from the weights as of the batch start.
         probs = predict_probs(params, windows[:, 1:], _valid(vocab_end, oov_seen, size))
         # The batch holds consecutive windows of its keys, which already cover what strict mode
@@ -228,8 +245,24 @@ class Program:
 
         def learn():  # type: ignore[no-untyped-def]
             loss, new_params, new_adam = self._train(params, adam, windows, valid, use / total, 1)
-            self._write(new_params, new_adam)
+            self._write(state, new_params, new_adam)
             return loss
 
         loss = tf.cond(total > 0, learn, lambda: tf.constant(0.0))
         return probs, tf.fill((windows.shape[0],), loss)
+
+
+# Compiled steps shared by every Program of the same model settings and mode, so that a
+# process with many partitions (or a learner restored from a snapshot) traces and compiles each
+# bucket once: the state variable is an argument, not a captured value.
+_SHARED: dict[tuple[Any, ...], Any] = {}
+
+
+def _shared_step(program: Program) -> Any:
+    config = program.config
+    key = (config.mode, *sorted(config.model_fields().items()))
+    step = _SHARED.get(key)
+    if step is None:
+        method = program._strict_loop if config.mode == "strict" else program._relaxed_step
+        step = _SHARED[key] = tf.function(method, jit_compile=True, reduce_retracing=False)
+    return step

@@ -77,8 +77,11 @@ class _Pending:
 class Learner:
     """learn_predict_many(records) -> predictions; scores in `.score` and `.baseline_score`."""
 
-    def __init__(self, config: LearnerConfig | None = None) -> None:
+    def __init__(self, config: LearnerConfig | None = None, *, min_batch: int = 1) -> None:
+        """`min_batch`: pad every call to at least this many messages, so a service whose calls
+        vary in size runs (and compiles) one program; padding costs no compute."""
         self.config = config or LearnerConfig()
+        self.min_batch = min(max(min_batch, 1), BUCKETS[-1])
         configure_threads(self.config.intra_op_threads, self.config.inter_op_threads)
         self.program = Program(self.config)
         self.vocab = Vocabulary(self.config.capacity)
@@ -128,7 +131,7 @@ class Learner:
 
     def _process(self, records: Sequence[tuple[Key, str]]) -> list[Prediction]:
         count = len(records)
-        size = next(b for b in BUCKETS if b >= count)
+        size = next(b for b in BUCKETS if b >= max(count, self.min_batch))
         cfg = self.config
         window = cfg.window
         replay = cfg.replay if cfg.mode == "strict" else 0  # relaxed batches train without replay
