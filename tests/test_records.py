@@ -1,0 +1,85 @@
+"""The service's record formats: any bytes decode to a token or a named reason, never an exception."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.records import REASONS, Decoder, Rejected, dead_letter_headers, encode_prediction
+
+TEXT = Decoder("text", "", max_value_bytes=64, max_key_bytes=16)
+JSON = Decoder("json", "token", max_value_bytes=256, max_key_bytes=16)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _check(result: tuple[str | None, str] | Rejected, max_value_bytes: int) -> None:
+    if isinstance(result, Rejected):
+        assert result.reason in REASONS
+        assert result.detail
+        return
+    key, token = result
+    assert token
+    assert token == token.strip()
+    assert len(token.encode()) <= max_value_bytes
+    assert not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in token)
+    assert key is None or (key and len(key.encode()) <= 16)
+
+
+@settings(max_examples=300)
+@given(key=st.none() | st.binary(max_size=24), value=st.none() | st.binary(max_size=96))
+def test_any_bytes_decode_to_a_token_or_a_reason(key: bytes | None, value: bytes | None) -> None:
+    _check(TEXT.decode(key, value), 64)
+    _check(JSON.decode(key, value), 256)
+
+
+@settings(max_examples=300)
+@given(document=json_values)
+def test_any_json_document_decodes_to_a_token_or_a_reason(document: object) -> None:
+    value = json.dumps(document).encode()
+    _check(JSON.decode(None, value), 256)
+    _check(JSON.decode(None, json.dumps({"token": document}).encode()), 256)
+
+
+@given(token=st.text(min_size=1, max_size=20).filter(lambda t: t.strip() == t and t.isprintable()))
+def test_printable_tokens_survive_both_formats(token: str) -> None:
+    assert TEXT.decode(b"k", token.encode()) == ("k", token)
+    assert JSON.decode(None, json.dumps({"token": token}).encode()) == (None, token)
+
+
+def test_nesting_and_non_finite_numbers_are_refused() -> None:
+    deep = Decoder("json", "token", max_value_bytes=100_000, max_key_bytes=16)
+    assert isinstance(deep.decode(None, b"[" * 50_000 + b"]" * 50_000), Rejected)
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        rejected = JSON.decode(None, b'{"token": ' + constant + b"}")
+        assert isinstance(rejected, Rejected)
+        assert rejected.reason == "invalid_json"
+
+
+def test_dead_letter_headers_keep_the_originals_and_name_the_source() -> None:
+    headers = dead_letter_headers(
+        Rejected("empty", "blank value"), "in", 2, 41, [("trace", b"abc"), ("x", None)]
+    )
+    assert headers[:2] == [("trace", b"abc"), ("x", b"")]
+    assert dict(headers)["lstm-stream.dead-letter.offset"] == b"41"
+
+
+def test_prediction_json_is_byte_stable() -> None:
+    one = encode_prediction("k", 0, 1, None, 0.5, 3, None, "4")
+    assert one == encode_prediction("k", 0, 1, None, 0.5, 3, None, "4")
+    assert json.loads(one) == {
+        "key": "k",
+        "partition": 0,
+        "offset": 1,
+        "predicted": None,
+        "probability": 0.5,
+        "model_step": 3,
+        "previous_hit": None,
+        "baseline": "4",
+    }
