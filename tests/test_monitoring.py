@@ -204,3 +204,31 @@ def _query(port: int, query: str) -> float | None:
     except OSError:
         return None
     return float(result[0]["value"][1]) if result else None
+
+
+def _listening(pid: int) -> list[str]:
+    """Local addresses of the TCP sockets process `pid` listens on (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:
+            continue
+        if str(target).startswith("socket:["):
+            inodes.add(str(target)[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # state LISTEN
+                found.append(f"{table}:{fields[1]}")
+    return found
+
+
+def test_the_consumer_listens_on_loopback_only_by_default(running: Running) -> None:
+    sockets = _listening(running.consumer.proc.pid)
+    assert sockets, "the consumer should listen for /metrics"
+    loopback = {"tcp": "0100007F", "tcp6": "00000000000000000000000001000000"}
+    for entry in sockets:
+        table, address = entry.split(":", 1)
+        assert address.split(":")[0] == loopback[table], f"listening beyond loopback: {entry}"
