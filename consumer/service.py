@@ -55,10 +55,15 @@ from consumer.watchdog import WatchdogTimeoutError, deadline
 __all__ = ["FatalError", "Service"]
 
 log = logging.getLogger("consumer.service")
+BOOTSTRAP_TIMEOUT_MS = 15_000  # an unreachable or refusing broker is reported (and retried) this soon
 
 
 class FatalError(RuntimeError):
     """A failure a restart cannot fix (a refused snapshot, a fenced instance): exit 1."""
+
+
+class ConnectError(KafkaError):  # type: ignore[misc]
+    """The Kafka clients could not be created: the broker is unreachable or refuses us."""
 
 
 @dataclass
@@ -120,6 +125,19 @@ class Service:
                     f"another instance uses the transactional id {self.settings.transactional_id!r}: "
                     "give each instance its own --instance-id"
                 ) from None
+            except ConnectError as exc:
+                log.error(
+                    "cannot connect to Kafka at %s (check --bootstrap-servers, --security-protocol %s and, "
+                    "with SASL, the mechanism and credentials); retrying in %.0f s: %s",
+                    self.settings.bootstrap_servers,
+                    self.settings.security_protocol,
+                    backoff,
+                    exc,
+                )
+                self.stats.restarted()
+                self._teardown()
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
             except (WatchdogTimeoutError, KafkaError) as exc:
                 log.error("Kafka session failed, restarting in %.0f s: %s", backoff, exc, exc_info=True)
                 self.stats.restarted()
@@ -128,9 +146,6 @@ class Service:
                 backoff = min(backoff * 2, 30.0)
 
     def _session(self) -> None:
-        if not self._warm:
-            self._warm_up()
-            self._warm = True
         self._connect()
         poll_ms = min(self.settings.commit_interval_ms, 200)
         while not self.stop.is_set():
@@ -163,30 +178,16 @@ class Service:
         s = self.settings
         self._broken = False
         timeout = s.transaction_timeout_s
-        with deadline(timeout + 30, "connecting to Kafka"):
-            self._ensure_topics()
-            self.producer = KafkaProducer(
-                **self.kafka,
-                acks="all",
-                enable_idempotence=True,
-                transactional_id=s.transactional_id if self.exactly_once else None,
-                linger_ms=5,
-                max_request_size=STATE_MAX_BYTES,
-            )
-            if self.exactly_once:
-                self.producer.init_transactions()
-            self.consumer = KafkaConsumer(
-                **self.kafka,
-                group_id=s.group_id,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                auto_offset_reset=s.auto_offset_reset,
-                max_poll_records=s.max_poll_records,
-                max_poll_interval_ms=s.max_poll_interval_ms,
-                session_timeout_ms=s.session_timeout_ms,
-                heartbeat_interval_ms=max(s.session_timeout_ms // 3, 100),
-            )
+        try:
+            with deadline(timeout + 30, "connecting to Kafka"):
+                self._create_clients()
+        except KafkaError as exc:
+            raise ConnectError(f"{type(exc).__name__}: {exc}") from exc
+        if not self._warm:  # after the clients connected (a bad address fails fast), before joining
+            self._warm_up()
+            self._warm = True
         self._wait_for_input_topic()
+        assert self.consumer is not None
         self.consumer.subscribe([s.input_topic], listener=_Listener(self))
         log.info(
             "consuming %s as group %s (%s, transactional id %s)",
@@ -194,6 +195,32 @@ class Service:
             s.group_id,
             s.processing_guarantee,
             s.transactional_id if self.exactly_once else "none",
+        )
+
+    def _create_clients(self) -> None:
+        s = self.settings
+        self._ensure_topics()
+        self.producer = KafkaProducer(
+            **self.kafka,
+            acks="all",
+            enable_idempotence=True,
+            transactional_id=s.transactional_id if self.exactly_once else None,
+            linger_ms=5,
+            max_request_size=STATE_MAX_BYTES,
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
+        if self.exactly_once:
+            self.producer.init_transactions()
+        self.consumer = KafkaConsumer(
+            **self.kafka,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset=s.auto_offset_reset,
+            max_poll_records=s.max_poll_records,
+            max_poll_interval_ms=s.max_poll_interval_ms,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(s.session_timeout_ms // 3, 100),
         )
 
     def _wait_for_input_topic(self) -> None:
@@ -213,7 +240,7 @@ class Service:
         s = self.settings
         if not s.create_topics:
             return
-        admin = KafkaAdminClient(**self.kafka)
+        admin = KafkaAdminClient(**self.kafka, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
         try:
             described = admin.describe_topics([s.input_topic]) if s.input_topic in admin.list_topics() else []
             count = max((len(t.get("partitions", [])) for t in described), default=1)

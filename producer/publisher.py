@@ -74,7 +74,8 @@ def create_topic(settings: ProducerSettings, admin_factory: Callable[..., Any] =
 def _unreachable(settings: ProducerSettings, exc: BaseException) -> str:
     return (
         f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.connect_timeout_s:g} s "
-        f"(--connect-timeout-s): {exc}"
+        f"(--connect-timeout-s): {exc}; check --bootstrap-servers, --security-protocol "
+        f"({settings.security_protocol}) and, with SASL, the mechanism and credentials"
     )
 
 

@@ -46,9 +46,10 @@ def produce(
         producer.close(timeout=10)
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[Any]:
+def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float, **client: Any) -> list[Any]:
     """The topic's committed records (read_committed), at least `expected` of them or what came in time."""
     consumer = KafkaConsumer(
+        **client,
         bootstrap_servers=bootstrap,
         isolation_level="read_committed",
         auto_offset_reset="earliest",
