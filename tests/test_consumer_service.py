@@ -355,3 +355,54 @@ def test_partitions_move_between_instances_without_loss_or_duplicates(
     assert all(len(values) == 1 for values in by_offset.values())
     assert "partitions revoked" in first.log()
     assert "learner restored" in second.log()
+
+
+class _Opens:
+    """Unpickling this creates a file: the proof a pickle payload was executed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.path), "w"))
+
+
+@pytest.mark.parametrize("payload", ["other_configuration", "pickle"])
+def test_a_stored_learner_is_refused_and_never_executed(
+    kafka_bootstrap: str,
+    make_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+    payload: str,
+) -> None:
+    import io
+
+    import numpy as np
+    from kafka import KafkaProducer
+
+    from consumer.core.config import LearnerConfig
+    from consumer.core.learner import Learner
+    from consumer.core.snapshot import snapshot_bytes
+    from consumer.state import encode_state, state_headers
+
+    topics = Topics(make_topic, unique_name)
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in seed_tokens(50)))
+    marker = tmp_path / "executed"
+    if payload == "pickle":
+        buffer = io.BytesIO()
+        np.savez(buffer, header=np.array([_Opens(marker)], dtype=object))
+        data = buffer.getvalue()
+        expected = "is refused: corrupt snapshot"
+    else:
+        data = snapshot_bytes(Learner(LearnerConfig(window=8, units=4, loss_steps=1)))  # all three differ
+        expected = "another model configuration: --loss-steps is 1 in the snapshot, 64 here"
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    key = f"{topics.group}/{topics.input}/0".encode()
+    producer.send(topics.state, key=key, value=encode_state(data), headers=state_headers(10), partition=0)
+    producer.flush()
+    producer.close()
+    refused = ConsumerProcess(kafka_bootstrap, tmp_path / "refused.log", *topics.args())
+    assert refused.wait(180) == 1, refused.log()[-3000:]
+    assert expected in refused.log()
+    assert "--reset-state" in refused.log()
+    assert not marker.exists()
