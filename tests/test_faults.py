@@ -64,3 +64,36 @@ def test_a_hung_broker_trips_the_watchdog_and_the_consumer_recovers(
     offsets = sorted(json.loads(r.value)["offset"] for r in records)
     assert offsets == list(range(count)), "read_committed output must hold every offset exactly once"
     assert "Kafka session failed, restarting" in log or "cannot connect to Kafka" in log
+
+
+def test_a_broker_restart_mid_run_loses_and_duplicates_nothing(
+    own_broker: tuple[str, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    bootstrap, state = own_broker
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(name, 1, 1) for name in ("in", "out")])
+    admin.close()
+    count = 3000
+    command = [sys.executable, "-m", "producer", "pattern", "--bootstrap-servers", bootstrap, "--topic", "in"]
+    command += ["--count", str(count), "--rate", "100", "--quiet", "--connect-timeout-s", "60"]
+    producer = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    args = ["--input-topic", "in", "--output-topic", "out", "--group-id", "g", "--instance-id", "restart"]
+    consumer = ConsumerProcess(bootstrap, tmp_path / "consumer.log", *args)
+    try:
+        read_all(bootstrap, "out", 300, timeout_s=240)  # both are under way
+        stop_broker(state, purge=False)
+        time.sleep(5)
+        assert start_broker(state) == bootstrap  # the same data and port
+        _, err = producer.communicate(timeout=240)
+        assert producer.returncode == 0, err
+        records = read_all(bootstrap, "out", count, timeout_s=300)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+        code = consumer.stop()
+    assert code == 0, consumer.log()[-3000:]
+    offsets = sorted(json.loads(r.value)["offset"] for r in records)
+    assert offsets == list(range(count)), f"{len(offsets)} predictions for {count} inputs"
