@@ -9,6 +9,7 @@ run also polls in smaller batches (the learner's chunking invariance, end to end
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -117,6 +118,10 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     assert _keys(crashed_records) == _keys(reference_records)
     restored = sum("learner restored" in (tmp_path / f"crash-{i}.log").read_text() for i in range(1, kills))
     assert restored >= 1  # later lives resumed from a snapshot, not from scratch
+    summary = {"kills": kills, "messages": MESSAGES, "missing": len(missing), "duplicated": len(duplicated)}
+    print(
+        "crash summary:", json.dumps({**summary, "byte_identical": not differing, "restored_lives": restored})
+    )
 
 
 def _keys(records: list[Any]) -> dict[int, bytes | None]:
