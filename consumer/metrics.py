@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer.records import REASONS
@@ -89,6 +89,13 @@ class Metrics:
             f"{PREFIX}vocabulary_tokens", "Distinct tokens in the vocabulary", p, registry=r
         )
         self.oov = Counter(f"{PREFIX}oov_tokens", "Tokens past the vocabulary's capacity", p, registry=r)
+        self.keys = Gauge(f"{PREFIX}stream_keys", "Stream keys the partition's learner holds", p, registry=r)
+        self.evicted = Counter(
+            f"{PREFIX}evicted_keys",
+            "Stream keys evicted, least recently used, beyond --max-keys",
+            p,
+            registry=r,
+        )
         self.lag = Gauge(
             f"{PREFIX}consumer_lag_messages", "Records between the position and the end", p, registry=r
         )
@@ -138,11 +145,13 @@ class Metrics:
         )
         self.info = Info(f"{PREFIX}consumer", "Version and model settings", registry=r)
         self.info.info({"version": version, **{k: str(v) for k, v in model.items()}})
+        ProcessCollector(registry=r)  # process_resident_memory_bytes & co., Prometheus's standard names
         for reason in REASONS:
             self.dead_letters.labels(reason)
         self._loss_avg: dict[int, float] = {}
         self._oov_seen: dict[int, int] = {}  # the learner's counters already reported
         self._baseline_seen: dict[int, int] = {}
+        self._evicted_seen: dict[int, int] = {}
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -157,22 +166,24 @@ class Metrics:
             self.hits,
             self.baseline_hits,
             self.oov,
+            self.evicted,
         ):
             counter.labels(label)
-        for gauge in (self.loss, self.vocabulary, self.lag, self.snapshot_size):
+        for gauge in (self.loss, self.vocabulary, self.keys, self.lag, self.snapshot_size):
             gauge.labels(label)
         for window in WINDOWS:
             self.hit_ratio.labels(label, window)
             self.baseline_ratio.labels(label, window)
         self._oov_seen[partition] = learner.vocab.oov_count if learner is not None else 0
         self._baseline_seen[partition] = learner.baseline_score.hits if learner is not None else 0
+        self._evicted_seen[partition] = learner.evicted_keys if learner is not None else 0
         if learner is not None:
             self._learner(partition, learner)
         self.assigned.inc()
 
     def partition_removed(self, partition: int) -> None:
         label = str(partition)
-        for gauge in (self.loss, self.vocabulary, self.lag, self.snapshot_size):
+        for gauge in (self.loss, self.vocabulary, self.keys, self.lag, self.snapshot_size):
             _remove(gauge, label)
         for window in WINDOWS:
             _remove(self.hit_ratio, label, window)
@@ -180,6 +191,7 @@ class Metrics:
         self._loss_avg.pop(partition, None)
         self._oov_seen.pop(partition, None)
         self._baseline_seen.pop(partition, None)
+        self._evicted_seen.pop(partition, None)
         self.assigned.dec()
 
     def batch(
@@ -224,6 +236,8 @@ class Metrics:
         )
         self.vocabulary.labels(label).set(len(learner.vocab))
         self.oov.labels(label).inc(_delta(self._oov_seen, partition, learner.vocab.oov_count))
+        self.keys.labels(label).set(len(learner.keys))
+        self.evicted.labels(label).inc(_delta(self._evicted_seen, partition, learner.evicted_keys))
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(reason).inc()

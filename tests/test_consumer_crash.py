@@ -24,10 +24,11 @@ from kafka import KafkaConsumer, TopicPartition
 from tests.consumer_harness import ConsumerProcess, predictions_by_offset, produce, read_all, seed_tokens
 from tests.test_consumer_service import Topics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 MESSAGES = int(os.environ.get("CRASH_MESSAGES", "3000"))
 KILLS = int(os.environ.get("CRASH_KILLS", "5"))
+READ_TIMEOUT_S = 300 + MESSAGES / 50  # the last life and the reference run work through the backlog
 
 
 class Counter(threading.Thread):
@@ -91,7 +92,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
             kafka_bootstrap, tmp_path / "final.log", *crashed.args("--max-poll-records", "100")
         )
         try:
-            crashed_records = read_all(kafka_bootstrap, crashed.output, MESSAGES, timeout_s=300)
+            crashed_records = read_all(kafka_bootstrap, crashed.output, MESSAGES, timeout_s=READ_TIMEOUT_S)
         finally:
             assert final.stop() == 0, final.log()[-3000:]
     finally:
@@ -99,7 +100,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
 
     uninterrupted = ConsumerProcess(kafka_bootstrap, tmp_path / "reference.log", *reference.args())
     try:
-        reference_records = read_all(kafka_bootstrap, reference.output, MESSAGES, timeout_s=300)
+        reference_records = read_all(kafka_bootstrap, reference.output, MESSAGES, timeout_s=READ_TIMEOUT_S)
     finally:
         assert uninterrupted.stop() == 0, uninterrupted.log()[-3000:]
 

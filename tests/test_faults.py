@@ -16,7 +16,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from tests.conftest import start_broker, stop_broker
 from tests.consumer_harness import ConsumerProcess, produce, read_all, seed_tokens
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 @pytest.fixture

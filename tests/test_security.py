@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import start_broker, stop_broker
 from tests.consumer_harness import ConsumerProcess, read_all
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 USER, PASSWORD, ADMIN_PASSWORD = "app", "app-s3cret-Zq9", "admin-s3cret-Xw4"
 SCRAM = "SCRAM-SHA-256"
