@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help venv lint format test demo soak-crash kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv lint format test demo soak-crash soak-load kafka-up kafka-down kafka-status constraints clean
 
 help:
 	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
@@ -36,6 +36,10 @@ demo: venv
 soak-crash: venv
 	CRASH_MESSAGES=$${CRASH_MESSAGES:-20000} CRASH_KILLS=$${CRASH_KILLS:-10} VENV=$(VENV) \
 		scripts/test tests/test_consumer_crash.py -s -q --timeout=3600
+
+soak-load: venv
+	LOAD_MESSAGES=$${LOAD_MESSAGES:-1000000} LOAD_SAMPLE_S=$${LOAD_SAMPLE_S:-10} VENV=$(VENV) \
+		scripts/test tests/test_load.py -s -q --timeout=10800
 
 kafka-up:
 	scripts/kafka up

@@ -73,6 +73,16 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float, **clie
         consumer.close()
 
 
+def metric_samples(text: str, name: str) -> dict[str, float]:
+    """{labels: value} of one metric in a Prometheus exposition text."""
+    out = {}
+    for line in text.splitlines():
+        match = re.match(rf"^{name}(\{{[^}}]*\}})? (\S+)$", line)
+        if match:
+            out[match.group(1) or ""] = float(match.group(2))
+    return out
+
+
 def predictions_by_offset(records: Sequence[Any]) -> dict[tuple[int, int], list[bytes]]:
     """Input (partition, offset) -> the raw values of every prediction naming it."""
     out: dict[tuple[int, int], list[bytes]] = {}

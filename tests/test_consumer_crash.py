@@ -66,8 +66,9 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     rng = random.Random(int(os.environ.get("CRASH_SEED", "7")))
     keys = [b"s1", b"s2", None]
     reference = Topics(make_topic, unique_name)
-    for key in keys:  # three streams, one after the other in the same partition
-        produce(kafka_bootstrap, reference.input, (t.encode() for t in seed_tokens(MESSAGES // 3)), key=key)
+    for i, key in enumerate(keys):  # three streams, one after the other in the same partition
+        count = MESSAGES // 3 + (i < MESSAGES % 3)
+        produce(kafka_bootstrap, reference.input, (t.encode() for t in seed_tokens(count)), key=key)
 
     crashed = Topics(make_topic, unique_name)
     crashed.input = reference.input  # the same input, another group with its own output and state

@@ -21,6 +21,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from tests.conftest import REPO, require
 from tests.consumer_harness import ConsumerProcess, produce, read_all, seed_tokens
+from tests.consumer_harness import metric_samples as _samples
 
 pytestmark = pytest.mark.integration
 
@@ -74,16 +75,6 @@ def running(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield Running(consumer, predictions)
     finally:
         assert consumer.stop() == 0, consumer.log()[-3000:]
-
-
-def _samples(text: str, name: str) -> dict[str, float]:
-    """{labels: value} of one metric in an exposition text."""
-    out = {}
-    for line in text.splitlines():
-        match = re.match(rf"^{name}(\{{[^}}]*\}})? (\S+)$", line)
-        if match:
-            out[match.group(1) or ""] = float(match.group(2))
-    return out
 
 
 def test_promtool_finds_nothing_in_a_live_scrape(running: Running) -> None:
