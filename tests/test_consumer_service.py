@@ -367,7 +367,7 @@ class _Opens:
         return (open, (str(self.path), "w"))
 
 
-@pytest.mark.parametrize("payload", ["other_configuration", "pickle"])
+@pytest.mark.parametrize("payload", ["other_configuration", "wrong_shapes", "pickle"])
 def test_a_stored_learner_is_refused_and_never_executed(
     kafka_bootstrap: str,
     make_topic: Callable[..., str],
@@ -393,6 +393,13 @@ def test_a_stored_learner_is_refused_and_never_executed(
         np.savez(buffer, header=np.array([_Opens(marker)], dtype=object))
         data = buffer.getvalue()
         expected = "is refused: corrupt snapshot"
+    elif payload == "wrong_shapes":  # this configuration's fingerprint, an embedding one row short
+        from tests.test_snapshot import entries, rewrite
+
+        data = snapshot_bytes(Learner(LearnerConfig()))
+        embedding = entries(data)["weights.embedding"]
+        data = rewrite(data, **{"weights.embedding": embedding[:-1]})
+        expected = "is refused: corrupt snapshot: entry 'weights.embedding' is float32 (257, 8)"
     else:
         data = snapshot_bytes(Learner(LearnerConfig(window=8, units=4, loss_steps=1)))  # all three differ
         expected = "another model configuration: --loss-steps is 1 in the snapshot, 64 here"
