@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -398,7 +399,8 @@ def test_a_stored_learner_is_refused_and_never_executed(
 
         data = snapshot_bytes(Learner(LearnerConfig()))
         embedding = entries(data)["weights.embedding"]
-        data = rewrite(data, **{"weights.embedding": embedding[:-1]})
+        short: dict[str, Any] = {"weights.embedding": embedding[:-1]}
+        data = rewrite(data, **short)
         expected = "is refused: corrupt snapshot: entry 'weights.embedding' is float32 (257, 8)"
     else:
         data = snapshot_bytes(Learner(LearnerConfig(window=8, units=4, loss_steps=1)))  # all three differ
