@@ -35,6 +35,7 @@ __all__ = [
     "Rejected",
     "dead_letter_headers",
     "encode_prediction",
+    "fit_dead_letter",
 ]
 
 REASONS = (
@@ -49,6 +50,7 @@ REASONS = (
     "invalid_key",  # key bytes that are not UTF-8
 )
 HEADER_PREFIX = "lstm-stream.dead-letter."
+RECORD_OVERHEAD_BYTES = 512  # a record batch's and a record's framing, with room to spare
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,26 @@ def dead_letter_headers(
     }
     kept = [(name, value or b"") for name, value in original if not name.startswith(HEADER_PREFIX)]
     return kept + [(HEADER_PREFIX + name, text.encode()) for name, text in ours.items()]
+
+
+def fit_dead_letter(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], limit: int | None
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The dead letter's value and headers: the original value, unless the record would not fit
+    the dead-letter topic's `max.message.bytes` (`limit`). Then the value is left out and a header
+    gives its size: the original stays in the input topic at the offset the headers name. Without
+    this, a record at the input topic's limit plus our headers could never be dead-lettered, and
+    its transaction would fail on every retry.
+
+    >>> fit_dead_letter(b"k", b"x" * 600, [], limit=2000)[0] == b"x" * 600
+    True
+    >>> fit_dead_letter(b"k", b"x" * 600, [("h", b"v")], limit=1000)
+    (None, [('h', b'v'), ('lstm-stream.dead-letter.value-omitted-bytes', b'600')])
+    """
+    size = len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
+    if limit is None or value is None or size + RECORD_OVERHEAD_BYTES <= limit:
+        return value, headers
+    return None, [*headers, (HEADER_PREFIX + "value-omitted-bytes", str(len(value)).encode())]
 
 
 def encode_prediction(

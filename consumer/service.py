@@ -39,13 +39,15 @@ from consumer.core.snapshot import restore, snapshot_bytes
 from consumer.core.snapshot_format import SnapshotError
 from consumer.http import Probe
 from consumer.logs import fields
-from consumer.records import Decoder, Rejected, dead_letter_headers, encode_prediction
+from consumer.records import Decoder, Rejected, dead_letter_headers, encode_prediction, fit_dead_letter
 from consumer.settings import RunSettings
 from consumer.state import (
+    DEAD_LETTER_TOPIC_CONFIG,
     STATE_MAX_BYTES,
     STATE_TOPIC_CONFIG,
     encode_state,
     ensure_topic,
+    max_message_bytes,
     read_states,
     state_headers,
 )
@@ -108,6 +110,7 @@ class Service:
         self._broken = False
         self._warm = False
         self._futures: list[Any] = []
+        self._dead_letter_limit: int | None = None  # the dead-letter topic's max.message.bytes
         self._last_commit = self._last_snapshot = time.monotonic()
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
@@ -237,16 +240,18 @@ class Service:
             waited += 1.0
 
     def _ensure_topics(self) -> None:
+        """Create the missing output topics (unless told not to); learn the dead-letter topic's size limit."""
         s = self.settings
-        if not s.create_topics:
-            return
         admin = KafkaAdminClient(**self.kafka, bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
         try:
-            described = admin.describe_topics([s.input_topic]) if s.input_topic in admin.list_topics() else []
-            count = max((len(t.get("partitions", [])) for t in described), default=1)
-            ensure_topic(admin, s.output_topic, count)
-            ensure_topic(admin, s.dead_letter_topic, count)
-            ensure_topic(admin, s.state_topic, count, STATE_TOPIC_CONFIG)
+            if s.create_topics:
+                topics = admin.list_topics()
+                described = admin.describe_topics([s.input_topic]) if s.input_topic in topics else []
+                count = max((len(t.get("partitions", [])) for t in described), default=1)
+                ensure_topic(admin, s.output_topic, count)
+                ensure_topic(admin, s.dead_letter_topic, count, DEAD_LETTER_TOPIC_CONFIG)
+                ensure_topic(admin, s.state_topic, count, STATE_TOPIC_CONFIG)
+            self._dead_letter_limit = max_message_bytes(admin, s.dead_letter_topic)
         finally:
             admin.close()
 
@@ -430,7 +435,14 @@ class Service:
     def _dead_letter(self, partition: int, record: Any, rejected: Rejected) -> None:
         s = self.settings
         headers = dead_letter_headers(rejected, s.input_topic, partition, record.offset, record.headers or [])
-        self._send(s.dead_letter_topic, record.key, record.value, headers)
+        value, headers = fit_dead_letter(record.key, record.value, headers, self._dead_letter_limit)
+        if value is None and record.value is not None:
+            log.warning(
+                "dead letter too large for %s: sent without its value",
+                s.dead_letter_topic,
+                extra=fields(partition=partition, offset=record.offset),
+            )
+        self._send(s.dead_letter_topic, record.key, value, headers)
         self.stats.dead_letter(rejected.reason)
         log.debug("dead letter: %s", rejected.reason, extra=fields(partition=partition, offset=record.offset))
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from consumer.core.snapshot_format import SnapshotError
@@ -42,6 +42,7 @@ __all__ = [
     "decode_state",
     "encode_state",
     "ensure_topic",
+    "max_message_bytes",
     "read_states",
     "state_headers",
 ]
@@ -60,6 +61,9 @@ STATE_TOPIC_CONFIG = {
     "segment.ms": str(10 * 60 * 1000),
     "min.cleanable.dirty.ratio": "0.1",
 }
+# A dead letter is the input record plus our headers: a record at the input topic's size limit
+# must still fit, or it could never be dead-lettered and would stop the partition.
+DEAD_LETTER_TOPIC_CONFIG = {"max.message.bytes": str(STATE_MAX_BYTES)}
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,19 @@ def ensure_topic(
         return False
     log.info("created topic %s (%d partitions)", name, partitions)
     return True
+
+
+def max_message_bytes(admin: KafkaAdminClient, name: str) -> int | None:
+    """The topic's `max.message.bytes`, or None when the broker does not say (no topic, no rights)."""
+    try:
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, configs={"max.message.bytes": None})],
+            config_filter="all",
+        )
+        return int(described["topic"][name]["max.message.bytes"]["value"])
+    except Exception as exc:
+        log.warning("cannot read max.message.bytes of topic %s: %s", name, exc)
+        return None
 
 
 def _parse(record: Any, partition: int) -> StoredState:

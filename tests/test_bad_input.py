@@ -32,6 +32,7 @@ BAD = int(os.environ.get("BAD_PAYLOADS", "10000"))
 VALID = 3000
 MAX_VALUE_BYTES = 65_536  # large enough for deeply nested JSON to reach the parser
 MAX_KEY_BYTES = 256
+TOPIC_LIMIT_BYTES = 1_048_000  # just under Kafka's default max.message.bytes (1,048,588 per batch)
 MEMORY_MARGIN_BYTES = 256 * 1024 * 1024
 VALID_KEYS = [b"s1", b"s2", None]
 
@@ -51,7 +52,7 @@ def _empty(rng: random.Random) -> Payload:  # a key: kafka-python sends no null 
 
 
 def _huge(rng: random.Random) -> Payload:
-    size = rng.randint(MAX_VALUE_BYTES + 1, 900_000)
+    size = rng.randint(MAX_VALUE_BYTES + 1, TOPIC_LIMIT_BYTES)  # up to what the input topic accepts
     return b"s2", (b'{"token": "' + b"4" * size + b'"}'), frozenset({"oversized_value"})
 
 
@@ -173,6 +174,7 @@ def test_ten_thousand_bad_records_all_reach_the_dead_letter_topic_and_change_not
         mixed.insert(rng.randint(0, len(mixed)), (key, value, reasons))
 
     dirty, clean = Topics(make_topic, unique_name), Topics(make_topic, unique_name)
+    dirty.dead = unique_name("dlq")  # created by the consumer: it must take records at the input's limit
     offsets = send_all(kafka_bootstrap, dirty.input, [(k, v) for k, v, _ in mixed])
     send_all(kafka_bootstrap, clean.input, valid)
     options = (
@@ -238,3 +240,34 @@ def test_ten_thousand_bad_records_all_reach_the_dead_letter_topic_and_change_not
         ),
     )
     assert growth < MEMORY_MARGIN_BYTES, f"peak RSS {growth / 2**20:.0f} MiB above the clean run's"
+
+
+def test_a_record_at_the_topic_size_limit_is_dead_lettered_without_its_value(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    # A dead-letter topic created beforehand with Kafka's default limit, like the input topic: the
+    # largest input record plus our headers cannot fit. Sending it anyway failed every transaction.
+    topics = Topics(make_topic, unique_name)
+    at_limit = b"4" * 1_048_480
+    records: list[tuple[bytes | None, bytes | None]] = [(b"s1", at_limit), (b"s1", b"x" * 2000)]
+    records += [(b"s1", token.encode()) for token in seed_tokens(50)]
+    send_all(kafka_bootstrap, topics.input, records)
+    consumer = ConsumerProcess(kafka_bootstrap, tmp_path / "consumer.log", *topics.args())
+    try:
+        out = read_all(kafka_bootstrap, topics.output, 50, timeout_s=300)
+        dead = read_all(kafka_bootstrap, topics.dead, 2, timeout_s=60, max_partition_fetch_bytes=2**21)
+    finally:
+        assert consumer.stop() == 0, consumer.log()[-3000:]
+    assert [json.loads(r.value)["offset"] for r in out] == list(range(2, 52))
+    assert [(r.key, dict(r.headers)[HEADER_PREFIX + "offset"]) for r in dead] == [
+        (b"s1", b"0"),
+        (b"s1", b"1"),
+    ]
+    omitted, kept = dead
+    assert omitted.value is None
+    assert dict(omitted.headers)[HEADER_PREFIX + "value-omitted-bytes"] == str(len(at_limit)).encode()
+    assert dict(omitted.headers)[HEADER_PREFIX + "reason"] == b"oversized_value"
+    assert kept.value == b"x" * 2000
+    assert HEADER_PREFIX + "value-omitted-bytes" not in dict(kept.headers)
+    assert "dead letter too large" in consumer.log()
+    assert "transaction failed" not in consumer.log()
