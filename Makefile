@@ -9,6 +9,8 @@ help:
 	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
 	@echo "make demo         the whole pipeline as local processes"
 	@echo "make lint         ruff + mypy"
+	@echo "make soak-crash   the crash test at full size: 20,000 messages, 10 SIGKILLs (~10 min)"
+	@echo "make soak-load    the load test at full size: 1,000,000 messages over 1,000 keys (~25 min)"
 	@echo "make kafka-up     start the local broker (scripts/kafka up); kafka-down, kafka-status"
 
 venv: $(VENV)/.installed
