@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
@@ -148,10 +148,17 @@ class Metrics:
         ProcessCollector(registry=r)  # process_resident_memory_bytes & co., Prometheus's standard names
         for reason in REASONS:
             self.dead_letters.labels(reason)
+        # Totals the learner keeps itself (restored with it), exported as they grow.
+        self._learner_totals: tuple[tuple[Counter, Callable[[Any], int]], ...] = (
+            (self.baseline_hits, lambda learner: learner.baseline_score.hits),
+            (self.oov, lambda learner: learner.vocab.oov_count),
+            (self.evicted, lambda learner: learner.evicted_keys),
+        )
+        learned = [counter for counter, _ in self._learner_totals]
+        self._partition_counters = (self.messages, self.predictions, self.scored, self.hits, *learned)
+        self._partition_gauges = (self.loss, self.vocabulary, self.keys, self.lag, self.snapshot_size)
+        self._reported: dict[int, list[int]] = {}  # per partition: the learner totals already counted
         self._loss_avg: dict[int, float] = {}
-        self._oov_seen: dict[int, int] = {}  # the learner's counters already reported
-        self._baseline_seen: dict[int, int] = {}
-        self._evicted_seen: dict[int, int] = {}
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -159,39 +166,27 @@ class Metrics:
     def partition_assigned(self, partition: int, learner: Any = None) -> None:
         """Create the partition's children; a restored learner's counts so far are not re-counted."""
         label = str(partition)
-        for counter in (
-            self.messages,
-            self.predictions,
-            self.scored,
-            self.hits,
-            self.baseline_hits,
-            self.oov,
-            self.evicted,
-        ):
-            counter.labels(label)
-        for gauge in (self.loss, self.vocabulary, self.keys, self.lag, self.snapshot_size):
-            gauge.labels(label)
+        for metric in (*self._partition_counters, *self._partition_gauges):
+            metric.labels(label)
         for window in WINDOWS:
             self.hit_ratio.labels(label, window)
             self.baseline_ratio.labels(label, window)
-        self._oov_seen[partition] = learner.vocab.oov_count if learner is not None else 0
-        self._baseline_seen[partition] = learner.baseline_score.hits if learner is not None else 0
-        self._evicted_seen[partition] = learner.evicted_keys if learner is not None else 0
+        self._reported[partition] = [
+            total(learner) if learner is not None else 0 for _, total in self._learner_totals
+        ]
         if learner is not None:
             self._learner(partition, learner)
         self.assigned.inc()
 
     def partition_removed(self, partition: int) -> None:
         label = str(partition)
-        for gauge in (self.loss, self.vocabulary, self.keys, self.lag, self.snapshot_size):
+        for gauge in self._partition_gauges:
             _remove(gauge, label)
         for window in WINDOWS:
             _remove(self.hit_ratio, label, window)
             _remove(self.baseline_ratio, label, window)
         self._loss_avg.pop(partition, None)
-        self._oov_seen.pop(partition, None)
-        self._baseline_seen.pop(partition, None)
-        self._evicted_seen.pop(partition, None)
+        self._reported.pop(partition, None)
         self.assigned.dec()
 
     def batch(
@@ -231,13 +226,13 @@ class Metrics:
             gauge.labels(label, "100").set(score.rolling_hit_rate(100))
             gauge.labels(label, "1000").set(score.rolling_hit_rate(1000))
             gauge.labels(label, "all").set(score.hit_rate)
-        self.baseline_hits.labels(label).inc(
-            _delta(self._baseline_seen, partition, learner.baseline_score.hits)
-        )
         self.vocabulary.labels(label).set(len(learner.vocab))
-        self.oov.labels(label).inc(_delta(self._oov_seen, partition, learner.vocab.oov_count))
         self.keys.labels(label).set(len(learner.keys))
-        self.evicted.labels(label).inc(_delta(self._evicted_seen, partition, learner.evicted_keys))
+        totals = [total(learner) for _, total in self._learner_totals]
+        reported = self._reported.setdefault(partition, totals)
+        for (counter, _), value, before in zip(self._learner_totals, totals, reported, strict=True):
+            counter.labels(label).inc(max(value - before, 0))
+        self._reported[partition] = totals
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(reason).inc()
@@ -250,10 +245,3 @@ class Metrics:
 def _remove(metric: Any, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
-
-
-def _delta(seen: dict[int, int], partition: int, value: int) -> int:
-    """How much a learner's cumulative count grew since it was last reported."""
-    before = seen.get(partition, value)
-    seen[partition] = value
-    return max(value - before, 0)
