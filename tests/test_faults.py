@@ -32,13 +32,19 @@ def own_broker(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         stop_broker(state)
 
 
+def _create_topics(bootstrap: str, *names: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, 1, 1) for name in names])
+    finally:
+        admin.close()
+
+
 def test_a_hung_broker_trips_the_watchdog_and_the_consumer_recovers(
     own_broker: tuple[str, Path], tmp_path: Path
 ) -> None:
     bootstrap, state = own_broker
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(name, 1, 1) for name in ("in", "out")])
-    admin.close()
+    _create_topics(bootstrap, "in", "out")
     count = 2000
     produce(bootstrap, "in", (t.encode() for t in seed_tokens(count)))
     args = ["--input-topic", "in", "--output-topic", "out", "--group-id", "g", "--instance-id", "hung"]
@@ -73,9 +79,7 @@ def test_a_broker_restart_mid_run_loses_and_duplicates_nothing(
     import sys
 
     bootstrap, state = own_broker
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(name, 1, 1) for name in ("in", "out")])
-    admin.close()
+    _create_topics(bootstrap, "in", "out")
     count = 3000
     command = [sys.executable, "-m", "producer", "pattern", "--bootstrap-servers", bootstrap, "--topic", "in"]
     command += ["--count", str(count), "--rate", "100", "--quiet", "--connect-timeout-s", "60"]

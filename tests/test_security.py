@@ -23,6 +23,14 @@ JAAS = (
     f"listener.name.client.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram."
     f'ScramLoginModule required username="admin" password="{ADMIN_PASSWORD}";'
 )
+SASL_ARGS = [
+    "--security-protocol",
+    "SASL_PLAINTEXT",
+    "--sasl-mechanism",
+    SCRAM,
+    "--sasl-plain-username",
+    USER,
+]
 CLIENT = {
     "security_protocol": "SASL_PLAINTEXT",
     "sasl_mechanism": SCRAM,
@@ -66,11 +74,10 @@ def sasl_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _producer(bootstrap: str, *argv: str, password: str | None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LSTM_PRODUCER_")}
-    sasl = ["--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", SCRAM, "--sasl-plain-username", USER]
     if password is not None:
         env["LSTM_PRODUCER_SASL_PLAIN_PASSWORD"] = password  # not on the command line, as users should
     args = [sys.executable, "-m", "producer", "pattern", "--bootstrap-servers", bootstrap, *argv]
-    args += sasl if password is not None else []
+    args += SASL_ARGS if password is not None else []
     return subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -93,14 +100,7 @@ def test_with_credentials_everything_works_and_the_password_never_shows(
         "--instance-id",
         "sasl",
     ]
-    args += [
-        "--security-protocol",
-        "SASL_PLAINTEXT",
-        "--sasl-mechanism",
-        SCRAM,
-        "--sasl-plain-username",
-        USER,
-    ]
+    args += SASL_ARGS
     consumer = ConsumerProcess(sasl_bootstrap, tmp_path / "consumer.log", *args, env=env)
     try:
         records = read_all(sasl_bootstrap, "sasl-out", 300, timeout_s=240, **CLIENT)
@@ -132,15 +132,7 @@ def test_a_wrong_password_fails_clearly_and_is_never_shown(sasl_bootstrap: str, 
     assert result.returncode == 1
     assert "SASL, the mechanism and credentials" in result.stderr
     assert wrong not in result.stdout + result.stderr
-    args = ["--input-topic", "sasl-in", "--group-id", "sasl-wrong", "--instance-id", "wrong"]
-    args += [
-        "--security-protocol",
-        "SASL_PLAINTEXT",
-        "--sasl-mechanism",
-        SCRAM,
-        "--sasl-plain-username",
-        USER,
-    ]
+    args = ["--input-topic", "sasl-in", "--group-id", "sasl-wrong", "--instance-id", "wrong", *SASL_ARGS]
     consumer = ConsumerProcess(
         sasl_bootstrap, tmp_path / "consumer.log", *args, env={"LSTM_CONSUMER_SASL_PLAIN_PASSWORD": wrong}
     )
