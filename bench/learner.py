@@ -1,11 +1,14 @@
 """Benchmark the learner core beside the seed's own loop, in one process and one run.
 
-    .venv/bin/python bench/learner.py [--naive-messages 150] [--learn-messages 5600]
+    .venv/bin/python bench/learner.py [--naive-messages 150] [--learn-messages 5600] [--capacities 64,256]
 
 Prints one JSON object: naive_msgs_per_s (Keras model.fit + model.predict per message, the
 seed's loop with its bug fixed), strict_msgs_per_s (backlog: 4,096 messages per call),
 strict_single_msgs_per_s (one message per call), relaxed_msgs_per_s, speedup_strict_vs_naive,
-msgs_to_99 and hit_rate_after_99 (default settings, from scratch, on the seed sequence).
+msgs_to_99 and hit_rate_after_99 (default settings, from scratch, on the seed sequence), for the
+published predictions and the LSTM alone (lstm_*), and the machine's load average. With
+--capacities 64,256,1024: strict backlog msgs/s at each vocabulary capacity too (the cost of a
+larger vocabulary; each capacity compiles its own program).
 """
 
 from __future__ import annotations
@@ -91,21 +94,22 @@ def throughput(config: LearnerConfig, messages: int, per_call: int) -> float:
 
 
 def learning(config: LearnerConfig, messages: int) -> dict[str, float | int | None]:
-    learner = Learner(config)
-    stream = [(None, str(t)) for t in seed_stream(messages)]
-    hits: list[bool] = []
-    for start in range(0, messages, 512):
-        predictions = learner.learn_predict_many(stream[start : start + 512])
-        hits.extend(p.previous_hit for p in predictions if p.previous_hit is not None)
-    # One key: scored prediction i was made after message i+1 and scored at message i+2, so
-    # "the last 100 scored hold >= 99 hits" first happens at message index i + 1 (1-based).
-    reached = next((i + 1 for i in range(100, len(hits) + 1) if sum(hits[i - 100 : i]) >= 99), None)
-    after = hits[reached - 1 : reached - 1 + 5000] if reached else []
+    """msgs_to_99 and the hit rate over the next 5,000, for the published predictions and the
+    LSTM alone, from `consumer.evaluate` (the same figures as `lstm-consumer evaluate`)."""
+    from consumer.evaluate import evaluate
+    from consumer.settings import EvaluateSettings
+
+    stream: list[tuple[str | None, str]] = [(None, str(t)) for t in seed_stream(messages)]
+    results = evaluate(stream, config, EvaluateSettings(chunk=512, quiet=True)).results
     return {
-        "msgs_to_99": reached,
-        "hit_rate_after_99": (sum(after) / len(after)) if after else None,
-        "messages_after_99": len(after),
-        "baseline_hit_rate": learner.baseline_score.hit_rate,
+        name: results[name]
+        for name in (
+            "msgs_to_99",
+            "hit_rate_after_99",
+            "lstm_msgs_to_99",
+            "lstm_hit_rate_after_99",
+            "baseline_hit_rate",
+        )
     }
 
 
@@ -118,6 +122,11 @@ def main() -> int:
     parser.add_argument("--single-messages", type=int, default=500)
     parser.add_argument("--relaxed-messages", type=int, default=40960)
     parser.add_argument("--learn-messages", type=int, default=5600)
+    parser.add_argument(
+        "--capacities",
+        default="",
+        help="also measure strict backlog msgs/s at these vocabulary capacities, e.g. 64,256,1024",
+    )
     args = parser.parse_args()
     config = LearnerConfig()
     configure_threads(config.intra_op_threads, config.inter_op_threads)
@@ -131,8 +140,17 @@ def main() -> int:
     assert isinstance(naive, float)
     result["speedup_strict_vs_naive"] = strict / naive
     result.update(learning(config, args.learn_messages))
+    if args.capacities:
+        result["strict_msgs_per_s_by_capacity"] = {
+            capacity: round(throughput(replace(config, capacity=int(capacity)), args.backlog_messages, 4096))
+            for capacity in args.capacities.split(",")
+        }
     result["config"] = asdict(config)
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
     rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
     print(json.dumps(rounded))
     return 0

@@ -35,7 +35,9 @@ input records: key = stream id (null: the default stream); value = the UTF-8 tok
 --value-format json the field --value-field of a JSON object. Invalid records go to the
 dead-letter topic with headers lstm-stream.dead-letter.{reason,detail,topic,partition,offset}.
 prediction records: key = the input key; value = JSON with key, partition, offset (of the input
-record), predicted, probability, model_step, previous_hit, baseline. Read them read_committed.
+record), predicted, probability (the published guess: the LSTM and the count model mixed),
+model_step, previous_hit, baseline, lstm, lstm_probability (each input's own guess). Read them
+read_committed.
 
 examples:
   lstm-consumer run --bootstrap-servers 127.0.0.1:9092 --group-id demo
@@ -54,9 +56,10 @@ input: one token per line (whitespace stripped, blank lines skipped) for the def
 or KEY<TAB>TOKEN lines for several streams; FILE - reads standard input.
 
 --json prints one object on stdout: messages, predictions (scored), hit_rate,
-rolling_hit_rate_100/_1000, log_loss, baseline_hit_rate, msgs_to_99 (first message at which
-99 of the last 100 scored predictions hit), hit_rate_after_99, msgs_per_s, oov, vocabulary,
-model_step, mode, config, ...
+rolling_hit_rate_100/_1000, log_loss, msgs_to_99 (first message at which 99 of the last 100
+scored predictions hit), hit_rate_after_99 for the published predictions; the same with the
+prefixes lstm_ (the LSTM alone) and baseline_ (order-N counts); msgs_per_s, vocabulary,
+new_tokens, recycled_tokens, max_rss_mb, model_step, mode, config, ...
 
 examples:
   lstm-consumer evaluate tokens.txt --window 16 --json

@@ -2,15 +2,16 @@
 
 Each line is one token of the default stream (whitespace stripped, blank lines skipped) or
 ``KEY<TAB>TOKEN``. The messages go through the learner in chunks, as the service feeds it, and
-every prediction is scored when its key's next token arrives (prequential: predict, score, learn).
+every prediction is scored when its key's next token arrives (prequential: predict, score, learn):
+the published one, and the LSTM's and the baseline's beside it.
 
 >>> [parse_line(line) for line in ["a\\n", "  \\n", "user-1\\tb c\\n", "\\tc"]]
 [(None, 'a'), None, ('user-1', 'b c'), (None, 'c')]
->>> curve = HitCurve(size=2)
->>> for hit in [None, True, False, True]:
-...     curve.push(hit)
->>> list(curve.rates)[1:], curve.hits
-([1.0, 0.5, 0.5], 1)
+>>> curve = Curve(keep=True)
+>>> for message, hit in enumerate([None, True, False, True], start=1):
+...     curve.push(message, hit)
+>>> list(curve.rates)[1:], curve.msgs_to_99
+([1.0, 0.5, 0.6666666666666666], None)
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import resource
 import sys
 import time
 from array import array
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +31,15 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from consumer.core.config import LearnerConfig
+from consumer.core.rolling import Rolling
+from consumer.core.scoring import PREDICTORS
 from consumer.settings import EvaluateSettings
 from lstm_stream.settings import ConfigError
 
 if TYPE_CHECKING:
     from consumer.core.learner import Learner, Prediction
 
-__all__ = ["HitCurve", "Report", "Tracker", "evaluate", "parse_line", "read_records", "run", "summary"]
+__all__ = ["Curve", "Report", "Tracker", "evaluate", "parse_line", "read_records", "run", "summary"]
 
 Record = tuple[str | None, str]
 GOAL_WINDOW, GOAL_HITS = 100, 99  # "learned": 99 hits among the last 100 scored predictions
@@ -64,61 +67,43 @@ def read_records(path: str) -> list[Record]:
     return [record for record in map(parse_line, lines) if record is not None]
 
 
-class HitCurve:
-    """Hits among the last `size` scored predictions; with `keep`, their rate after every message."""
+class Curve:
+    """One predictor's hits as the messages go: the last 100 scored (a `Rolling`), their rate
+    after every message when kept, and the first message at which 99 of the last 100 hit."""
 
-    def __init__(self, size: int = GOAL_WINDOW, keep: bool = True) -> None:
-        self.window: deque[bool] = deque(maxlen=size)
-        self.hits = 0  # in the window
-        self.scored = self.total_hits = 0  # since the start
+    def __init__(self, keep: bool = False) -> None:
+        self.window = Rolling(GOAL_WINDOW)
         self.keep = keep
         self.rates = array("d")  # NaN until a prediction is scored
+        self.msgs_to_99: int | None = None  # 1-based index of that first message
+        self.after_scored = self.after_hits = 0  # scored predictions after it
 
-    @property
-    def full(self) -> bool:
-        return len(self.window) == self.window.maxlen
-
-    def push(self, hit: bool | None) -> None:
-        """Record one message; `hit` None when it scored no prediction."""
+    def push(self, message: int, hit: bool | None) -> None:
+        """Message `message` (1-based) scored a prediction (`hit`), or none (None)."""
         if hit is not None:
-            if self.full:
-                self.hits -= self.window[0]
-            self.window.append(hit)
-            self.hits += hit
-            self.scored += 1
-            self.total_hits += hit
+            if self.msgs_to_99 is not None:
+                self.after_scored += 1
+                self.after_hits += hit
+            self.window.push(1.0 if hit else 0.0)
+            if self.msgs_to_99 is None and self.window.full and self.window.sum() >= GOAL_HITS:
+                self.msgs_to_99 = message
         if self.keep:
-            self.rates.append(self.hits / len(self.window) if self.window else math.nan)
+            self.rates.append(self.window.mean() if len(self.window) else math.nan)
 
 
 class Tracker:
     """What the learner's cumulative scores cannot tell: per-message curves, when it learned."""
 
     def __init__(self, keep_curves: bool = False) -> None:
-        self.lstm = HitCurve(keep=keep_curves)
-        self.baseline = HitCurve(keep=keep_curves)
+        self.curves = {name: Curve(keep_curves) for name in PREDICTORS}
         self.messages = 0
-        self.msgs_to_99: int | None = None  # 1-based index of the first message with 99 of 100
-        self.after_scored = self.after_hits = 0  # scored predictions after that message
-        self._baseline_guess: dict[str | None, str | None] = {}
 
-    def update(self, predictions: Sequence[Prediction], tokens: Sequence[str], known: set[str]) -> None:
-        """Account for one chunk; `known` holds the vocabulary's tokens (the rest were OOV)."""
-        for prediction, token in zip(predictions, tokens, strict=True):
+    def update(self, predictions: Sequence[Prediction]) -> None:
+        for prediction in predictions:
             self.messages += 1
-            hit, key = prediction.previous_hit, prediction.key
-            base_hit = None
-            if hit is not None:  # the key's pending predictions, the LSTM's and the baseline's, exist
-                # A guess of None is the OOV id: it hits a token past the vocabulary's capacity.
-                base_hit = self._baseline_guess.get(key) == (token if token in known else None)
-            self._baseline_guess[key] = prediction.baseline
-            self.lstm.push(hit)
-            self.baseline.push(base_hit)
-            if hit is not None and self.msgs_to_99 is not None:
-                self.after_scored += 1
-                self.after_hits += hit
-            if self.msgs_to_99 is None and self.lstm.full and self.lstm.hits >= GOAL_HITS:
-                self.msgs_to_99 = self.messages
+            hits = (prediction.previous_hit, prediction.previous_lstm_hit, prediction.previous_baseline_hit)
+            for curve, hit in zip(self.curves.values(), hits, strict=True):
+                curve.push(self.messages, hit)
 
 
 @dataclass
@@ -133,7 +118,6 @@ def _replay(
     learner: Learner, records: list[Record], settings: EvaluateSettings, tracker: Tracker
 ) -> list[float]:
     """Feed every chunk; return each chunk's wall time."""
-    known: set[str] = set()
     times = []
     with tqdm(
         total=len(records), unit="msg", desc="evaluate", disable=True if settings.quiet else None
@@ -141,21 +125,28 @@ def _replay(
         for start in range(0, len(records), settings.chunk):
             began = time.perf_counter()
             part = records[start : start + settings.chunk]
-            predictions = learner.learn_predict_many(part)
-            known.update(learner.vocab.tokens[len(known) :])  # tokens only ever get appended
-            tracker.update(predictions, [token for _, token in part], known)
+            tracker.update(learner.learn_predict_many(part))
             times.append(time.perf_counter() - began)
             bar.update(len(part))
             bar.set_postfix(hit100=f"{learner.score.rolling_hit_rate(100):.3f}", refresh=False)
     return times
 
 
-def evaluate(records: list[Record], config: LearnerConfig, settings: EvaluateSettings) -> Report:
-    """Replay `records` through a fresh learner; keep the curves if a plot is asked for."""
-    from consumer.core.learner import Learner  # TensorFlow: only once there is work to do
+def evaluate(
+    records: list[Record],
+    config: LearnerConfig,
+    settings: EvaluateSettings,
+    *,
+    keep_curves: bool = False,
+    learner: Learner | None = None,
+) -> Report:
+    """Replay `records` through a fresh learner of `config` (or through `learner`, as it is);
+    keep the curves if asked or a plot is."""
+    if learner is None:
+        from consumer.core.learner import Learner  # TensorFlow: only once there is work to do
 
-    learner = Learner(config)
-    tracker = Tracker(keep_curves=bool(settings.plot))
+        learner = Learner(config, min_batch=settings.chunk)  # one compiled program, the last chunk too
+    tracker = Tracker(keep_curves=keep_curves or bool(settings.plot))
     times = _replay(learner, records, settings, tracker)
     return Report(_results(learner, tracker, times, settings), tracker)
 
@@ -164,30 +155,45 @@ def _rate(hits: int, scored: int) -> float | None:
     return hits / scored if scored else None
 
 
+def _scores(learner: Learner, tracker: Tracker) -> dict[str, Any]:
+    """Per predictor: hit rates, log-loss, when it learned. The published one has no prefix."""
+    out: dict[str, Any] = {}
+    for name, score in learner.scores.items():
+        prefix = "" if name == "published" else f"{name}_"
+        curve = tracker.curves[name]
+        out.update(
+            {
+                f"{prefix}hit_rate": score.hit_rate,
+                f"{prefix}rolling_hit_rate_100": score.rolling_hit_rate(100),
+                f"{prefix}rolling_hit_rate_1000": score.rolling_hit_rate(1000),
+                f"{prefix}log_loss": score.log_loss,
+                f"{prefix}msgs_to_99": curve.msgs_to_99,
+                f"{prefix}hit_rate_after_99": _rate(curve.after_hits, curve.after_scored),
+            }
+        )
+    return out
+
+
 def _results(
     learner: Learner, tracker: Tracker, times: list[float], settings: EvaluateSettings
 ) -> dict[str, Any]:
-    score, baseline, seconds = learner.score, learner.baseline_score, sum(times)
+    seconds = sum(times)
     # The first chunk also compiles the model (seconds); the rest shows the steady rate.
     steady = learner.messages - min(settings.chunk, learner.messages)
     return {
         "messages": learner.messages,
         "keys": len(learner.keys),
         "evicted_keys": learner.evicted_keys,
-        "predictions": score.scored,
-        "hit_rate": score.hit_rate,
-        "rolling_hit_rate_100": score.rolling_hit_rate(100),
-        "rolling_hit_rate_1000": score.rolling_hit_rate(1000),
-        "log_loss": score.log_loss,
-        "baseline_hit_rate": baseline.hit_rate,
-        "baseline_rolling_hit_rate_100": baseline.rolling_hit_rate(100),
-        "msgs_to_99": tracker.msgs_to_99,
-        "hit_rate_after_99": _rate(tracker.after_hits, tracker.after_scored),
+        "predictions": learner.score.scored,
+        **_scores(learner, tracker),
         "seconds": seconds,
         "msgs_per_s": learner.messages / seconds if seconds > 0 else None,
         "steady_msgs_per_s": steady / sum(times[1:]) if steady and sum(times[1:]) > 0 else None,
-        "oov": learner.vocab.oov_count,
         "vocabulary": len(learner.vocab),
+        "new_tokens": learner.vocab.new_tokens,
+        "recycled_tokens": learner.vocab.recycled,
+        "baseline_contexts": learner.baseline.contexts,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "model_step": learner.model_step,
         "mode": learner.config.mode,
         "chunk": settings.chunk,
@@ -209,12 +215,13 @@ def summary(results: dict[str, Any]) -> str:
         [
             f"lstm-consumer evaluate: {r['messages']} messages, {r['predictions']} scored "
             f"in {r['seconds']:.2f} s ({speed})",
-            f"  LSTM hit rate {r['hit_rate']:.3f} (last 100: {r['rolling_hit_rate_100']:.3f}, last 1000: "
-            f"{r['rolling_hit_rate_1000']:.3f}), log-loss {r['log_loss']:.3f}; {learned}",
-            f"  baseline hit rate {r['baseline_hit_rate']:.3f} "
-            f"(last 100: {r['baseline_rolling_hit_rate_100']:.3f})",
+            f"  published hit rate {r['hit_rate']:.3f} (last 100: {r['rolling_hit_rate_100']:.3f}, "
+            f"last 1000: {r['rolling_hit_rate_1000']:.3f}), log-loss {r['log_loss']:.3f}; {learned}",
+            f"  LSTM alone {r['lstm_hit_rate']:.3f}, log-loss {r['lstm_log_loss']:.3f}; "
+            f"baseline {r['baseline_hit_rate']:.3f}, log-loss {r['baseline_log_loss']:.3f}",
             f"  {r['keys']} key{'' if r['keys'] == 1 else 's'}, vocabulary {r['vocabulary']} "
-            f"({r['oov']} OOV), model step {r['model_step']}, mode {r['mode']}",
+            f"({r['new_tokens']} new tokens, {r['recycled_tokens']} recycled ids), "
+            f"model step {r['model_step']}, mode {r['mode']}",
         ]
     )
 

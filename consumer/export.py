@@ -1,14 +1,16 @@
 """`lstm-consumer export`: a partition's current model, from the state topic, as a Keras file.
 
-The model is the learner's network in plain Keras layers: ``Embedding -> LSTM -> Dense(softmax)``
-over the ids of a window of `--window` tokens (0 pads a short window). Ids the learner never
-predicts (padding, tokens not seen yet, OOV before it occurred) get a dense bias of -1e9, so the
-exported softmax equals the learner's masked one. ``OUT.vocab.json`` maps ids to tokens.
+The model is the learner's LSTM in plain Keras layers: ``Embedding -> LSTM -> Dense(softmax)``
+over the ids of a window of `--window` tokens (0 pads a short window, 1 marks the start of a
+stream, 2 is NEW: a token not in the vocabulary). Ids the learner never predicts (padding,
+begin-of-stream, ids not in use) get a dense bias of -1e9, so the exported softmax equals the
+learner's masked one. ``OUT.vocab.json`` maps ids to tokens. The mixture with the count model
+(what the service publishes) is not part of the export: it is the LSTM alone.
 
 >>> config = LearnerConfig(window=3, units=2, embedding_dim=2, capacity=4)
 >>> model = keras_model(Learner(config))
 >>> model.input_shape, model.output_shape
-((None, 3), (None, 6))
+((None, 3), (None, 7))
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
 from consumer.core.network import Params
 from consumer.core.snapshot import restore
-from consumer.core.snapshot_format import SnapshotError
-from consumer.core.vocab import OOV_ID
+from consumer.core.snapshot_read import SnapshotError
+from consumer.core.vocab import BOS_ID, NEW_ID, PAD_ID
 from consumer.settings import ExportSettings
 from consumer.state import read_states
 
@@ -46,8 +48,8 @@ def keras_model(learner: Learner) -> keras.Model:
     probs = keras.layers.Dense(cfg.vocab_size, activation="softmax", name="next_token")(x)
     model = keras.Model(ids, probs, name="lstm_stream")
     bias = np.full(cfg.vocab_size, MASKED, np.float32)
-    usable = np.arange(cfg.vocab_size) < learner.vocab.end
-    usable[: OOV_ID + 1] = [False, learner.oov_seen]
+    ids_in_use = np.arange(cfg.vocab_size)
+    usable = (ids_in_use >= NEW_ID) & (ids_in_use < learner.vocab.end)
     bias[usable] = params.dense_bias[usable]
     model.get_layer("embedding").set_weights([params.embedding])
     model.get_layer("lstm").set_weights([params.kernel, params.recurrent_kernel, params.bias])
@@ -79,7 +81,8 @@ def export(settings: ExportSettings, config: LearnerConfig) -> int:
         return 1
     out = Path(settings.out)
     keras_model(learner).save(out)
-    vocab = {"pad": 0, "oov": OOV_ID, "tokens": {str(i + 2): t for i, t in enumerate(learner.vocab.tokens)}}
+    tokens = {str(i): t for i, t in enumerate(learner.vocab.tokens) if t is not None}
+    vocab = {"pad": PAD_ID, "begin": BOS_ID, "new": NEW_ID, "tokens": tokens}
     out.with_name(out.name + ".vocab.json").write_text(json.dumps(vocab, indent=1, ensure_ascii=False) + "\n")
     print(
         f"wrote {out} and {out.name}.vocab.json: partition {settings.partition}, "

@@ -2,9 +2,10 @@
 
 Naming follows Prometheus's conventions: one prefix (``lstm_stream_``), base units in the name
 (``_seconds``, ``_bytes``), counters ending in ``_total``, ratios in 0..1, no stream keys in
-labels (``partition`` at most). Children without a partition exist from start-up; a partition's
-children are created when it is assigned, and its gauges are removed when it leaves (another
-instance reports them then).
+labels (``partition``, and ``predictor`` = published / lstm / baseline on the scores, so the
+LSTM's own hit rate and the baseline's are always beside the published one). Children without
+a partition exist from start-up; a partition's children are created when it is assigned, and
+its gauges are removed when it leaves (another instance reports them then).
 
 >>> m = Metrics(model={"window": 64}, version="0.1.0")
 >>> m.partition_assigned(0)
@@ -23,6 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from consumer.core.scoring import PREDICTORS, ROLLING
 from consumer.records import REASONS
 
 __all__ = ["PREFIX", "Metrics"]
@@ -62,23 +64,23 @@ class Metrics:
         self.scored = Counter(
             f"{PREFIX}predictions_scored", "Predictions scored against the next token", p, registry=r
         )
-        self.hits = Counter(f"{PREFIX}prediction_hits", "Scored predictions that were right", p, registry=r)
-        self.baseline_hits = Counter(
-            f"{PREFIX}baseline_hits",
-            "Scored guesses of the baseline predictor that were right",
-            p,
+        pp = ("partition", "predictor")
+        self.hits = Counter(
+            f"{PREFIX}prediction_hits",
+            "Scored predictions that were right, per predictor: the published one, the LSTM, the baseline",
+            pp,
             registry=r,
         )
-        w = ("partition", "window")
+        w = ("partition", "window", "predictor")
         self.hit_ratio = Gauge(
             f"{PREFIX}rolling_hit_ratio",
-            "LSTM hit rate over the last N scored predictions (all: cumulative)",
+            "Hit rate over the last N scored predictions (all: cumulative), per predictor",
             w,
             registry=r,
         )
-        self.baseline_ratio = Gauge(
-            f"{PREFIX}baseline_hit_ratio",
-            "Baseline hit rate over the last N scored predictions",
+        self.log_loss = Gauge(
+            f"{PREFIX}rolling_log_loss",
+            "Mean log-loss (nats) over the last N scored predictions (all: cumulative), per predictor",
             w,
             registry=r,
         )
@@ -88,7 +90,15 @@ class Metrics:
         self.vocabulary = Gauge(
             f"{PREFIX}vocabulary_tokens", "Distinct tokens in the vocabulary", p, registry=r
         )
-        self.oov = Counter(f"{PREFIX}oov_tokens", "Tokens past the vocabulary's capacity", p, registry=r)
+        self.new_tokens = Counter(
+            f"{PREFIX}new_tokens", "Tokens that were not in the vocabulary when they came", p, registry=r
+        )
+        self.recycled = Counter(
+            f"{PREFIX}recycled_tokens",
+            "New tokens that took the id of the least recently seen token (vocabulary full)",
+            p,
+            registry=r,
+        )
         self.keys = Gauge(f"{PREFIX}stream_keys", "Stream keys the partition's learner holds", p, registry=r)
         self.evicted = Counter(
             f"{PREFIX}evicted_keys",
@@ -148,14 +158,22 @@ class Metrics:
         ProcessCollector(registry=r)  # process_resident_memory_bytes & co., Prometheus's standard names
         for reason in REASONS:
             self.dead_letters.labels(reason)
-        # Totals the learner keeps itself (restored with it), exported as they grow.
-        self._learner_totals: tuple[tuple[Counter, Callable[[Any], int]], ...] = (
-            (self.baseline_hits, lambda learner: learner.baseline_score.hits),
-            (self.oov, lambda learner: learner.vocab.oov_count),
-            (self.evicted, lambda learner: learner.evicted_keys),
+        # Totals the learner keeps itself (restored with it), exported as they grow:
+        # (counter, labels after the partition, the total).
+        self._learner_totals: tuple[tuple[Counter, tuple[str, ...], Callable[[Any], int]], ...] = (
+            (self.scored, (), lambda learner: learner.score.scored),
+            *((self.hits, (name,), _hits_of(name)) for name in PREDICTORS),
+            (self.new_tokens, (), lambda learner: learner.vocab.new_tokens),
+            (self.recycled, (), lambda learner: learner.vocab.recycled),
+            (self.evicted, (), lambda learner: learner.evicted_keys),
         )
-        learned = [counter for counter, _ in self._learner_totals]
-        self._partition_counters = (self.messages, self.predictions, self.scored, self.hits, *learned)
+        self._partition_counters = (
+            self.messages,
+            self.predictions,
+            self.new_tokens,
+            self.recycled,
+            self.evicted,
+        )
         self._partition_gauges = (self.loss, self.vocabulary, self.keys, self.lag, self.snapshot_size)
         self._reported: dict[int, list[int]] = {}  # per partition: the learner totals already counted
         self._loss_avg: dict[int, float] = {}
@@ -168,11 +186,14 @@ class Metrics:
         label = str(partition)
         for metric in (*self._partition_counters, *self._partition_gauges):
             metric.labels(label)
-        for window in WINDOWS:
-            self.hit_ratio.labels(label, window)
-            self.baseline_ratio.labels(label, window)
+        self.scored.labels(label)
+        for name in PREDICTORS:
+            self.hits.labels(label, name)
+            for window in WINDOWS:
+                self.hit_ratio.labels(label, window, name)
+                self.log_loss.labels(label, window, name)
         self._reported[partition] = [
-            total(learner) if learner is not None else 0 for _, total in self._learner_totals
+            total(learner) if learner is not None else 0 for _, _, total in self._learner_totals
         ]
         if learner is not None:
             self._learner(partition, learner)
@@ -182,9 +203,10 @@ class Metrics:
         label = str(partition)
         for gauge in self._partition_gauges:
             _remove(gauge, label)
-        for window in WINDOWS:
-            _remove(self.hit_ratio, label, window)
-            _remove(self.baseline_ratio, label, window)
+        for name in PREDICTORS:
+            for window in WINDOWS:
+                _remove(self.hit_ratio, label, window, name)
+                _remove(self.log_loss, label, window, name)
         self._loss_avg.pop(partition, None)
         self._reported.pop(partition, None)
         self.assigned.dec()
@@ -209,9 +231,6 @@ class Metrics:
     def _predictions(self, partition: int, predictions: Sequence[Any]) -> None:
         label = str(partition)
         self.predictions.labels(label).inc(len(predictions))
-        scored = [p.previous_hit for p in predictions if p.previous_hit is not None]
-        self.scored.labels(label).inc(len(scored))
-        self.hits.labels(label).inc(sum(scored))
         avg = self._loss_avg.get(partition)
         for p in predictions:
             if p.loss > 0:
@@ -222,16 +241,18 @@ class Metrics:
 
     def _learner(self, partition: int, learner: Any) -> None:
         label = str(partition)
-        for gauge, score in ((self.hit_ratio, learner.score), (self.baseline_ratio, learner.baseline_score)):
-            gauge.labels(label, "100").set(score.rolling_hit_rate(100))
-            gauge.labels(label, "1000").set(score.rolling_hit_rate(1000))
-            gauge.labels(label, "all").set(score.hit_rate)
+        for name, score in learner.scores.items():
+            for window in ROLLING:
+                self.hit_ratio.labels(label, str(window), name).set(score.rolling_hit_rate(window))
+                self.log_loss.labels(label, str(window), name).set(score.rolling_log_loss(window))
+            self.hit_ratio.labels(label, "all", name).set(score.hit_rate)
+            self.log_loss.labels(label, "all", name).set(score.log_loss)
         self.vocabulary.labels(label).set(len(learner.vocab))
         self.keys.labels(label).set(len(learner.keys))
-        totals = [total(learner) for _, total in self._learner_totals]
+        totals = [total(learner) for _, _, total in self._learner_totals]
         reported = self._reported.setdefault(partition, totals)
-        for (counter, _), value, before in zip(self._learner_totals, totals, reported, strict=True):
-            counter.labels(label).inc(max(value - before, 0))
+        for (counter, labels, _), value, before in zip(self._learner_totals, totals, reported, strict=True):
+            counter.labels(label, *labels).inc(max(value - before, 0))
         self._reported[partition] = totals
 
     def dead_letter(self, reason: str) -> None:
@@ -240,6 +261,10 @@ class Metrics:
     def snapshot(self, partition: int, size: int, seconds: float) -> None:
         self.snapshot_size.labels(str(partition)).set(size)
         self.snapshot_seconds.observe(seconds)
+
+
+def _hits_of(predictor: str) -> Callable[[Any], int]:
+    return lambda learner: learner.scores[predictor].hits
 
 
 def _remove(metric: Any, *labels: str) -> None:

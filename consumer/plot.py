@@ -1,4 +1,5 @@
-"""The figure of `lstm-consumer evaluate --plot`: rolling hit rates of the LSTM and the baseline.
+"""The figure of `lstm-consumer evaluate --plot`: rolling hit rates of the published predictions,
+the LSTM alone and the baseline.
 
 Imported only when a plot is asked for: matplotlib is slow to import. It draws on an Agg canvas
 of its own (no pyplot, no global state), so it works without a display.
@@ -21,16 +22,21 @@ __all__ = ["plot_hit_rates"]
 def plot_hit_rates(report: Report, path: str | Path) -> None:
     """Write a PNG: hit rate of the last 100 scored predictions after every message."""
     tracker, results = report.tracker, report.results
-    x = range(1, len(tracker.lstm.rates) + 1)
+    curves = tracker.curves
+    x = range(1, len(curves["published"].rates) + 1)
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.plot(x, tracker.lstm.rates, label=f"LSTM (overall {results['hit_rate']:.3f})", linewidth=1.2)
-    axes.plot(
-        x, tracker.baseline.rates, label=f"baseline (overall {results['baseline_hit_rate']:.3f})", linewidth=1
-    )
-    if tracker.msgs_to_99 is not None:
-        axes.axvline(tracker.msgs_to_99, color="grey", linestyle=":", label=f"99/100 at {tracker.msgs_to_99}")
+    for name, label, width in (
+        ("published", "published", 1.4),
+        ("lstm", "LSTM alone", 1),
+        ("baseline", "baseline", 1),
+    ):
+        overall = results["hit_rate" if name == "published" else f"{name}_hit_rate"]
+        axes.plot(x, curves[name].rates, label=f"{label} (overall {overall:.3f})", linewidth=width)
+    reached = curves["published"].msgs_to_99
+    if reached is not None:
+        axes.axvline(reached, color="grey", linestyle=":", label=f"99/100 at {reached}")
     config = results["config"]
     axes.set(
         xlabel="message",

@@ -16,9 +16,9 @@ dead-letter topic unchanged, with headers naming the reason and where it came fr
 (None, '7')
 >>> Decoder("json", "token", 64, 8).decode(None, b'{"token": NaN}').reason
 'invalid_json'
->>> encode_prediction("k", 0, 41, "8", 0.96875, 12, True, "4")
+>>> encode_prediction("k", 0, 41, "8", 0.96875, 12, True, "4", "8", 0.9375)
 b'{"key":"k","partition":0,"offset":41,"predicted":"8","probability":0.96875,"model_step":12,\
-"previous_hit":true,"baseline":"4"}'
+"previous_hit":true,"baseline":"4","lstm":"8","lstm_probability":0.9375}'
 """
 
 from __future__ import annotations
@@ -171,8 +171,14 @@ def encode_prediction(
     model_step: int,
     previous_hit: bool | None,
     baseline: str | None,
+    lstm: str | None,
+    lstm_probability: float,
 ) -> bytes:
-    """The prediction record's value: compact JSON, fields in a fixed order (byte-stable)."""
+    """The prediction record's value: compact JSON, fields in a fixed order (byte-stable).
+
+    `predicted`/`probability` are the published guess (the mixture), `previous_hit` the outcome
+    of the key's previous published guess; `baseline` and `lstm` are the two inputs' own guesses
+    for the same next token, so every lift is visible."""
     document = {
         "key": key,
         "partition": partition,
@@ -182,5 +188,7 @@ def encode_prediction(
         "model_step": model_step,
         "previous_hit": previous_hit,
         "baseline": baseline,
+        "lstm": lstm,
+        "lstm_probability": lstm_probability,
     }
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()

@@ -36,7 +36,7 @@ from kafka.structs import OffsetAndMetadata
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
 from consumer.core.snapshot import restore, snapshot_bytes
-from consumer.core.snapshot_format import SnapshotError
+from consumer.core.snapshot_read import SnapshotError
 from consumer.http import Probe
 from consumer.logs import fields
 from consumer.records import Decoder, Rejected, dead_letter_headers, encode_prediction, fit_dead_letter
@@ -425,6 +425,8 @@ class Service:
                 p.model_step,
                 p.previous_hit,
                 p.baseline,
+                p.lstm,
+                p.lstm_probability,
             )
             self._send(s.output_topic, record.key, value)
         part.next_offset = records[-1].offset + 1

@@ -16,7 +16,7 @@ b'npz bytes'
 >>> decode_state(b"junk", "npz+zlib")
 Traceback (most recent call last):
 ...
-consumer.core.snapshot_format.SnapshotError: corrupt snapshot: not zlib data (Error -3 while decompressing data: incorrect header check)
+consumer.core.snapshot_read.SnapshotError: corrupt snapshot: not zlib data (Error -3 while decompressing data: incorrect header check)
 """  # noqa: E501
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from consumer.core.snapshot_format import SnapshotError
+from consumer.core.snapshot_read import SnapshotError
 from consumer.settings import StateSettings
 
 __all__ = [

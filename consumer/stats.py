@@ -1,15 +1,15 @@
 """Counters of the running service and its periodic one-line status in the log.
 
-The status line is what a user watches: throughput since the last line, the LSTM's hit rate over
-the last 1,000 scored predictions (all partitions together) against the baseline's, lag, dead
-letters. Hit rates come from the learners' own scores (`consumer.core.scoring.Score`), so they
-survive restarts with the learners.
+The status line is what a user watches: throughput since the last line, the published hit rate
+over the last 1,000 scored predictions (all partitions together) beside the LSTM's own and the
+baseline's, lag, dead letters. Hit rates come from the learners' own scores
+(`consumer.core.scoring.Score`), so they survive restarts with the learners.
 
 >>> stats = Stats(status_interval_s=0, metrics=None)
 >>> stats.dead_letter("empty"); stats.dead_letters
 1
 >>> stats.status_line({}, 10.0, [])
-'status: 0 msgs in 10.0 s (0 msgs/s), hit rate last 1000: n/a (baseline n/a), lag 0, dead letters 1'
+'status: 0 msgs in 10.0 s (0 msgs/s), hit rate last 1000: n/a (LSTM n/a, baseline n/a), lag 0, dead letters 1'
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from consumer.core.scoring import pooled_hit_rate
 from consumer.logs import fields
 
 if TYPE_CHECKING:
@@ -134,20 +135,15 @@ class Stats:
 
     def status_line(self, lag: dict[int, int], elapsed: float, learners: Sequence[Learner]) -> str:
         count = self.messages - self._messages_at_report
-        lstm = _rolling(learners, "score")
-        baseline = _rolling(learners, "baseline_score")
+        published, lstm, baseline = (_rolling(learners, name) for name in ("published", "lstm", "baseline"))
         return (
             f"status: {count} msgs in {elapsed:.1f} s ({count / elapsed:.0f} msgs/s), "
-            f"hit rate last {WINDOW}: {lstm} (baseline {baseline}), "
+            f"hit rate last {WINDOW}: {published} (LSTM {lstm}, baseline {baseline}), "
             f"lag {sum(lag.values())}, dead letters {self.dead_letters}"
         )
 
 
-def _rolling(learners: Sequence[Learner], which: str) -> str:
+def _rolling(learners: Sequence[Learner], predictor: str) -> str:
     """Hit rate over the last WINDOW scored predictions of each partition, pooled."""
-    hits = scored = 0
-    for learner in learners:
-        score = getattr(learner, which)
-        hits += score.rolling_hits(WINDOW)
-        scored += min(score.scored, WINDOW)
-    return f"{hits / scored:.1%}" if scored else "n/a"
+    rate = pooled_hit_rate((learner.scores[predictor] for learner in learners), WINDOW)
+    return "n/a" if rate is None else f"{rate:.1%}"

@@ -25,10 +25,18 @@ from lstm_stream.settings import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = ["--window", "8", "--loss-steps", "4", "--units", "8"]
+PER_PREDICTOR = (
+    "hit_rate",
+    "rolling_hit_rate_100",
+    "rolling_hit_rate_1000",
+    "log_loss",
+    "msgs_to_99",
+    "hit_rate_after_99",
+)
 RESULT_KEYS = {
-    "messages", "predictions", "hit_rate", "rolling_hit_rate_100", "rolling_hit_rate_1000", "log_loss",
-    "baseline_hit_rate", "msgs_to_99", "hit_rate_after_99", "msgs_per_s", "oov", "vocabulary",
+    "messages", "predictions", "msgs_per_s", "vocabulary", "new_tokens", "recycled_tokens", "max_rss_mb",
     "model_step", "mode", "config",
+    *PER_PREDICTOR, *(f"lstm_{k}" for k in PER_PREDICTOR), *(f"baseline_{k}" for k in PER_PREDICTOR),
 }  # fmt: skip
 
 
@@ -63,35 +71,31 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 # -- the tracker -------------------------------------------------------------------------------
-def prediction(hit: bool | None, baseline: str | None = "a", key: str | None = None) -> Any:
+def prediction(hit: bool | None, lstm_hit: bool | None = None) -> Any:
     from consumer.core.learner import Prediction
 
-    return Prediction(key, "a", 0.5, 0, hit, baseline, 0.0)
+    lstm = hit if lstm_hit is None else lstm_hit
+    return Prediction(None, "a", 0.5, 0, hit, "a", 0.0, "a", 0.5, lstm, hit)
 
 
 def test_msgs_to_99_is_the_first_message_with_99_of_the_last_100() -> None:
     tracker = Tracker()
     hits = [None, False] + [True] * 98 + [False, True, True, False, True]
-    tracker.update([prediction(h) for h in hits], ["a"] * len(hits), {"a"})
+    tracker.update([prediction(h) for h in hits])
     # message 101 holds the 100 scored predictions 2..101 = False + 98 True + False: 98 hits;
     # message 102 drops the first False: 99 hits.
-    assert tracker.msgs_to_99 == 102
-    assert (tracker.after_scored, tracker.after_hits) == (3, 2)
-    assert tracker.lstm.hits == 98  # messages 6..105: 95 + 3 hits
+    curve = tracker.curves["published"]
+    assert curve.msgs_to_99 == 102
+    assert (curve.after_scored, curve.after_hits) == (3, 2)
+    assert curve.window.sum() == 98  # messages 6..105: 95 + 3 hits
 
 
-def test_tracker_never_reaching_99_reports_none() -> None:
+def test_each_predictor_has_its_own_curve() -> None:
     tracker = Tracker()
     hits = [None] + [True, False] * 100
-    tracker.update([prediction(h) for h in hits], ["a"] * len(hits), {"a"})
-    assert tracker.msgs_to_99 is None
-
-
-def test_baseline_guess_of_none_hits_an_oov_token() -> None:
-    tracker = Tracker(keep_curves=True)
-    predictions = [prediction(None, baseline=None), prediction(False, baseline="a"), prediction(True)]
-    tracker.update(predictions, ["x", "zz", "a"], known={"a", "x"})  # "zz" is OOV
-    assert list(tracker.baseline.rates)[1:] == [1.0, 1.0]
+    tracker.update([prediction(h, lstm_hit=None if h is None else True) for h in hits])
+    assert tracker.curves["published"].msgs_to_99 is None
+    assert tracker.curves["lstm"].msgs_to_99 == 101
 
 
 def test_tracker_agrees_with_the_learner_scores() -> None:
@@ -103,14 +107,14 @@ def test_tracker_agrees_with_the_learner_scores() -> None:
         for key in ("k", None)
     ]
     config = LearnerConfig(window=4, units=4, loss_steps=2, capacity=4)
-    report = evaluate(records, config, EvaluateSettings(chunk=8, quiet=True, plot="x.png"))
+    report = evaluate(records, config, EvaluateSettings(chunk=8, quiet=True), keep_curves=True)
     tracker, results = report.tracker, report.results
-    assert results["oov"] > 0  # capacity 4 of 7 tokens
-    assert len(tracker.lstm.rates) == results["messages"] == 240
-    assert tracker.lstm.rates[-1] == results["rolling_hit_rate_100"]
-    assert tracker.baseline.rates[-1] == results["baseline_rolling_hit_rate_100"]
-    assert tracker.baseline.total_hits / tracker.baseline.scored == results["baseline_hit_rate"]
-    assert tracker.lstm.total_hits / tracker.lstm.scored == results["hit_rate"]
+    assert results["recycled_tokens"] > 0  # capacity 4 of 7 tokens
+    assert results["new_tokens"] == results["recycled_tokens"] + results["vocabulary"]
+    for name, prefix in (("published", ""), ("lstm", "lstm_"), ("baseline", "baseline_")):
+        curve = tracker.curves[name]
+        assert len(curve.rates) == results["messages"] == 240
+        assert curve.rates[-1] == results[f"{prefix}rolling_hit_rate_100"]
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -143,14 +147,15 @@ def test_evaluate_reports_one_json_object_and_plots(tmp_path: Path) -> None:
     assert report["messages"] == 300
     assert report["keys"] == 2
     assert report["predictions"] == 298
-    assert report["vocabulary"] == 3
-    assert report["oov"] == 0
-    assert report["model_step"] == 300 - 2 * 8  # each key trains once it has 8 earlier tokens
+    assert report["vocabulary"] == report["new_tokens"] == 3
+    assert report["recycled_tokens"] == 0
+    assert report["model_step"] == 300  # every message trains, each key's first one too
     assert report["mode"] == "strict"
     assert report["config"]["window"] == 8
-    for name in ("hit_rate", "rolling_hit_rate_100", "rolling_hit_rate_1000", "baseline_hit_rate"):
-        assert 0.0 <= report[name] <= 1.0
-    assert report["log_loss"] > 0
+    for prefix in ("", "lstm_", "baseline_"):
+        for name in ("hit_rate", "rolling_hit_rate_100", "rolling_hit_rate_1000"):
+            assert 0.0 <= report[prefix + name] <= 1.0
+        assert report[prefix + "log_loss"] > 0
     assert report["msgs_per_s"] > 0
     if report["msgs_to_99"] is not None:
         assert 100 < report["msgs_to_99"] <= 300

@@ -96,10 +96,19 @@ def test_scrape_counts_agree_with_the_output_topic(running: Running) -> None:
         assert time.monotonic() < deadline, text
         time.sleep(0.5)
         text = running.scrape()
-    docs = [json.loads(r.value) for r in running.predictions]
+    docs = sorted((json.loads(r.value) for r in running.predictions), key=lambda d: d["offset"])
     scored = [d["previous_hit"] for d in docs if d["previous_hit"] is not None]
+    tokens = seed_tokens(MESSAGES)  # one key: the guesses of record o are for token o + 1
+    own = {
+        name: [d[name] == t for d, t in zip(docs, tokens[1:], strict=False)] for name in ("lstm", "baseline")
+    }
+    assert [d["predicted"] == t for d, t in zip(docs, tokens[1:], strict=False)] == scored
     assert _samples(text, "lstm_stream_predictions_total") == {'{partition="0"}': MESSAGES}
-    assert _samples(text, "lstm_stream_prediction_hits_total") == {'{partition="0"}': sum(scored)}
+    assert _samples(text, "lstm_stream_prediction_hits_total") == {
+        '{partition="0",predictor="published"}': sum(scored),
+        '{partition="0",predictor="lstm"}': sum(own["lstm"]),
+        '{partition="0",predictor="baseline"}': sum(own["baseline"]),
+    }
     assert _samples(text, "lstm_stream_predictions_scored_total") == {'{partition="0"}': len(scored)}
     assert _samples(text, "lstm_stream_messages_consumed_total") == {'{partition="0"}': MESSAGES + len(BAD)}
     dead = _samples(text, "lstm_stream_dead_letters_total")
@@ -108,9 +117,18 @@ def test_scrape_counts_agree_with_the_output_topic(running: Running) -> None:
     assert dead['{reason="invalid_utf8"}'] == 1
     assert sum(dead.values()) == len(BAD)
     ratio = _samples(text, "lstm_stream_rolling_hit_ratio")
-    assert ratio['{partition="0",window="all"}'] == pytest.approx(sum(scored) / len(scored))
-    assert ratio['{partition="0",window="100"}'] == pytest.approx(sum(scored[-100:]) / 100)
-    assert 0 <= _samples(text, "lstm_stream_baseline_hit_ratio")['{partition="0",window="1000"}'] <= 1
+    assert ratio['{partition="0",predictor="published",window="all"}'] == pytest.approx(
+        sum(scored) / len(scored)
+    )
+    assert ratio['{partition="0",predictor="published",window="100"}'] == pytest.approx(
+        sum(scored[-100:]) / 100
+    )
+    lstm = own["lstm"]
+    assert ratio['{partition="0",predictor="lstm",window="100"}'] == pytest.approx(sum(lstm[-100:]) / 100)
+    assert 0 <= ratio['{partition="0",predictor="baseline",window="1000"}'] <= 1
+    losses = _samples(text, "lstm_stream_rolling_log_loss")
+    assert all(0 <= value < 30 for value in losses.values())
+    assert len(losses) == 9  # 3 windows x 3 predictors
 
 
 def test_dashboard_queries_only_metrics_the_consumer_exports(running: Running) -> None:
@@ -160,7 +178,7 @@ def test_real_prometheus_sees_the_hit_rate_the_output_shows(running: Running, tm
         docs = [json.loads(r.value) for r in running.predictions]
         scored = [d["previous_hit"] for d in docs if d["previous_hit"] is not None]
         query = (
-            'sum(lstm_stream_prediction_hits_total{job="lstm-consumer"})'
+            'sum(lstm_stream_prediction_hits_total{job="lstm-consumer",predictor="published"})'
             " / sum(lstm_stream_predictions_scored_total)"
         )
         expected = sum(scored) / len(scored)
@@ -176,7 +194,8 @@ def test_real_prometheus_sees_the_hit_rate_the_output_shows(running: Running, tm
             expected,
             (tmp_path / "prometheus.log").read_text()[-2000:],
         )
-        assert _query(port, 'lstm_stream_rolling_hit_ratio{window="all"}') == pytest.approx(expected)
+        published = 'lstm_stream_rolling_hit_ratio{window="all",predictor="published"}'
+        assert _query(port, published) == pytest.approx(expected)
     finally:
         server.terminate()
         try:

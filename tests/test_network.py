@@ -30,19 +30,28 @@ def test_gradient_matches_autodiff(loss_steps: int) -> None:
     rng = np.random.default_rng(loss_steps)
     p = random_params(loss_steps)
     ids = tf.constant(rng.integers(2, 8, (3, STEPS)).astype(np.int32))
-    targets = tf.constant(rng.integers(2, 8, 3).astype(np.int32))
+    # Targets below NEW_ID (padding, begin-of-stream) are not trained: a row's trained
+    # positions share its weight. Row 1 is a young key's window, row 2 trains nothing.
+    targets_np = rng.integers(2, 8, (3, STEPS)).astype(np.int32)
+    targets_np[1, : STEPS - 2] = rng.integers(0, 2, STEPS - 2)
+    targets_np[2] = 0
+    targets = tf.constant(targets_np)
     weights = tf.constant([0.5, 0.3, 0.2])
-    valid = tf.range(VOCAB) < 8
-    loss, grads = loss_and_grads(p, ids, targets, valid, weights, loss_steps)
+    valid = (tf.range(VOCAB) >= 2) & (tf.range(VOCAB) < 8)
+    loss, grads, last = loss_and_grads(p, ids, targets, valid, weights, loss_steps)
     with tf.GradientTape() as tape:
         tape.watch(list(p))
         _, cache = forward(p, ids, keep=True)
         assert cache is not None
         hidden = tf.stack(cache.hiddens[STEPS + 1 - loss_steps :], axis=1)
-        nxt = tf.concat([ids[:, STEPS + 1 - loss_steps :], targets[:, None]], axis=1)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(nxt, masked_logits(p, hidden, valid))
-        expected = tf.reduce_sum(weights[:, None] * ce) / loss_steps
+        nxt = targets[:, STEPS - loss_steps :]
+        trained = tf.cast(nxt >= 2, tf.float32)
+        logits = masked_logits(p, hidden, valid)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(nxt, logits)
+        per_row = tf.maximum(tf.reduce_sum(trained, axis=1, keepdims=True), 1.0)
+        expected = tf.reduce_sum(weights[:, None] * trained * ce / per_row)
     np.testing.assert_allclose(loss.numpy(), expected.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(last.numpy(), tf.nn.softmax(logits[:, -1]).numpy(), rtol=1e-5, atol=1e-7)
     for mine, auto in zip(grads, tape.gradient(expected, list(p)), strict=True):
         np.testing.assert_allclose(mine.numpy(), tf.convert_to_tensor(auto).numpy(), atol=1e-6, rtol=1e-4)
 

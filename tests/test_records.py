@@ -71,8 +71,8 @@ def test_dead_letter_headers_keep_the_originals_and_name_the_source() -> None:
 
 
 def test_prediction_json_is_byte_stable() -> None:
-    one = encode_prediction("k", 0, 1, None, 0.5, 3, None, "4")
-    assert one == encode_prediction("k", 0, 1, None, 0.5, 3, None, "4")
+    one = encode_prediction("k", 0, 1, None, 0.5, 3, None, "4", "8", 0.25)
+    assert one == encode_prediction("k", 0, 1, None, 0.5, 3, None, "4", "8", 0.25)
     assert json.loads(one) == {
         "key": "k",
         "partition": 0,
@@ -82,4 +82,6 @@ def test_prediction_json_is_byte_stable() -> None:
         "model_step": 3,
         "previous_hit": None,
         "baseline": "4",
+        "lstm": "8",
+        "lstm_probability": 0.25,
     }

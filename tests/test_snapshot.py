@@ -56,13 +56,16 @@ def feed(learner: Learner, records: list[Record], chunks: list[int] | None = Non
 def state_of(learner: Learner) -> dict[str, Any]:
     """Everything observable that must survive a restore, beyond the predictions."""
     return {
-        "score": learner.score.to_dict(),
-        "baseline_score": learner.baseline_score.to_dict(),
+        "scores": {
+            name: (s.scored, s.hits, s.log_loss_sum, s.rolling_hit_rate(100), s.rolling_log_loss(1000))
+            for name, s in learner.scores.items()
+        },
         "model_step": learner.model_step,
         "messages": learner.messages,
         "evicted_keys": learner.evicted_keys,
-        "oov": learner.vocab.oov_count,
-        "keys": list(learner.keys),
+        "vocab": (learner.vocab.new_tokens, learner.vocab.recycled, list(learner.vocab._ids)),
+        "keys": list(learner.keys.states),
+        "contexts": learner.baseline.contexts,
     }
 
 
@@ -82,7 +85,7 @@ def test_one_key_continues_bit_identically() -> None:
     assert_continues_identically(SMALL, records[:48], records[48:])
 
 
-def test_many_keys_replay_oov_and_eviction_continue_bit_identically() -> None:
+def test_many_keys_replay_recycling_and_eviction_continue_bit_identically() -> None:
     config = LearnerConfig(
         window=8, units=8, embedding_dim=4, loss_steps=2, replay=2, replay_buffer=16, capacity=3, max_keys=3
     )
@@ -161,8 +164,10 @@ def entries(data: bytes) -> dict[str, np.ndarray]:
         return {name: npz[name] for name in npz.files}
 
 
-def rewrite(data: bytes, allow_pickle: bool = False, **changes: Any) -> bytes:
-    arrays: dict[str, Any] = {**entries(data), **changes}
+def rewrite(
+    data: bytes, changes: dict[str, Any] | None = None, allow_pickle: bool = False, **more: Any
+) -> bytes:
+    arrays: dict[str, Any] = {**entries(data), **(changes or {}), **more}
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=allow_pickle, **{k: v for k, v in arrays.items() if v is not None})
     return buffer.getvalue()
@@ -230,10 +235,10 @@ def test_pickle_payload_is_refused_without_running_it() -> None:
 
 
 def test_object_array_is_refused_without_unpickling_it(valid: bytes) -> None:
-    data = rewrite(valid, allow_pickle=True, seen=np.array([Trap(), Trap()], dtype=object))
+    data = rewrite(valid, {"keys.seen": np.array([Trap(), Trap()], dtype=object)}, allow_pickle=True)
     message = refused(data)
     assert not Trap.ran
-    assert "'seen'" in message
+    assert "'keys.seen'" in message
 
 
 def test_single_npy_array_is_refused() -> None:
@@ -243,8 +248,8 @@ def test_single_npy_array_is_refused() -> None:
 
 
 def test_other_format_version_is_refused(valid: bytes) -> None:
-    message = refused(with_header(valid, lambda h: h.update(version=2)))
-    assert "version 2" in message
+    message = refused(with_header(valid, lambda h: h.update(version=1)))
+    assert "version 1" in message
 
 
 def test_other_format_name_is_refused(valid: bytes) -> None:
@@ -280,60 +285,69 @@ def test_into_a_learner_of_another_config_is_an_error(valid: bytes, learner_pair
 @pytest.mark.parametrize(
     "changes",
     [
-        {"weights.embedding": np.zeros((SMALL.vocab_size + 1, 4), np.float32)},
-        {"weights.embedding": np.zeros((SMALL.vocab_size, 4), np.float64)},
-        {"adam_step": np.zeros(1, np.float32)},
-        {"pending_probs": np.zeros((2, 3), np.float32)},
-        {"seen": np.zeros(3, np.int64)},
-        {"replay_rows": np.zeros((1, 9), np.int32)},
+        {"model.weights.embedding": np.zeros((SMALL.vocab_size + 1, 4), np.float32)},
+        {"model.weights.embedding": np.zeros((SMALL.vocab_size, 4), np.float64)},
+        {"model.adam_step": np.zeros(1, np.float32)},
+        {"model.mixer.weights": np.zeros((3, 3), np.float32)},
+        {"keys.log_probs": np.zeros((2, 3, 2), np.float16)},
+        {"keys.seen": np.zeros(3, np.int64)},
+        {"replay.ids": np.zeros((1, 9), np.int32)},
         {"header": np.zeros(3, np.int32)},
     ],
-    ids=["rows", "dtype", "scalar", "probs", "keys", "replay", "header"],
+    ids=["rows", "dtype", "scalar", "mixer", "probs", "keys", "replay", "header"],
 )
 def test_array_of_the_wrong_shape_or_dtype_is_refused(valid: bytes, changes: dict[str, Any]) -> None:
     (name,) = changes
-    assert name in refused(rewrite(valid, **changes))
+    assert name in refused(rewrite(valid, changes))
 
 
-def test_only_the_probabilities_of_ids_in_use_are_stored(valid: bytes) -> None:
-    probs = entries(valid)["pending_probs"]
-    assert probs.shape == (2, 2 + 3)  # PAD, OOV, a, b, c
-    full = np.zeros((2, SMALL.vocab_size), np.float32)
-    full[:, :5] = probs
-    assert snapshot_bytes(restore(rewrite(valid, pending_probs=full), SMALL)) == valid
+def test_only_the_classes_in_use_are_stored(valid: bytes) -> None:
+    log_probs = entries(valid)["keys.log_probs"]
+    assert log_probs.shape == (2, 3, 1 + 3)  # 2 keys, 3 predictors: NEW, a, b, c
 
 
 def test_ids_beyond_the_vocabulary_are_refused(valid: bytes) -> None:
-    history = entries(valid)["history_flat"].copy()
-    history[0] = 99
-    assert "history_flat ids" in refused(rewrite(valid, history_flat=history))
+    history = entries(valid)["keys.history_ids"].copy()
+    history[1] = 99
+    assert "history ids" in refused(rewrite(valid, {"keys.history_ids": history}))
+
+
+def test_a_nan_weight_is_refused(valid: bytes) -> None:
+    weights = entries(valid)["model.weights.kernel"].copy()
+    weights[0, 0] = np.nan
+    assert "finite" in refused(rewrite(valid, {"model.weights.kernel": weights}))
 
 
 def test_inconsistent_counters_are_refused(valid: bytes) -> None:
-    seen = entries(valid)["seen"].copy()
+    seen = entries(valid)["keys.seen"].copy()
     seen[0] = 1  # fewer messages than the key's history holds
-    assert "history lengths" in refused(rewrite(valid, seen=seen))
-    assert "replay" in refused(with_header(valid, lambda h: h.update(replay_next=3)))
-    assert "oov_seen" in refused(with_header(valid, lambda h: h.update(oov_seen=True)))
+    assert "history lengths" in refused(rewrite(valid, {"keys.seen": seen}))
+    assert "next" in refused(with_header(valid, lambda h: h["replay"].update(next=3)))
+    assert "new_tokens" in refused(with_header(valid, lambda h: h["vocab"].update(recycled=5)))
 
 
 def test_bad_header_values_are_refused(valid: bytes) -> None:
-    assert "keys" in refused(with_header(valid, lambda h: h.update(keys=[1, 2])))
-    assert "duplicate" in refused(with_header(valid, lambda h: h.update(keys=["a", "a"])))
-    assert "rng" in refused(with_header(valid, lambda h: h.update(rng={"bit_generator": "MT19937"})))
+    assert "keys" in refused(with_header(valid, lambda h: h["keys"].update(keys=[1, 2])))
+    assert "distinct" in refused(with_header(valid, lambda h: h["keys"].update(keys=["a", "a"])))
+    assert "rng" in refused(
+        with_header(valid, lambda h: h["replay"].update(rng={"bit_generator": "MT19937"}))
+    )
     assert "messages" in refused(with_header(valid, lambda h: h.update(messages=-1)))
-    assert "score" in refused(with_header(valid, lambda h: h["score"].update(hits=10**6)))
+    assert "hits" in refused(with_header(valid, lambda h: h["score_lstm"].update(hits=10**6)))
 
 
 def test_baseline_table_is_checked(valid: bytes) -> None:
-    best = entries(valid)["baseline_best"].copy()
-    best[0] = 1  # the OOV id, never a follower here
-    assert "best id" in refused(rewrite(valid, baseline_best=best))
+    counts = entries(valid)["baseline.counts"].copy()
+    counts[0] = 0  # a follower never seen
+    assert "positive" in refused(rewrite(valid, {"baseline.counts": counts}))
+    lengths = entries(valid)["baseline.context_lengths"].copy()
+    lengths[0] = 5  # not an order the model counts
+    assert "contexts must hold" in refused(rewrite(valid, {"baseline.context_lengths": lengths}))
 
 
 def test_extra_and_missing_entries_are_refused(valid: bytes) -> None:
-    assert "unexpected ['extra']" in refused(rewrite(valid, extra=np.zeros(1)))
-    assert "missing ['seen']" in refused(rewrite(valid, seen=None))
+    assert "unexpected entries ['extra']" in refused(rewrite(valid, extra=np.zeros(1)))
+    assert "'keys.seen' is missing" in refused(rewrite(valid, {"keys.seen": None}))
 
 
 def test_snapshot_holds_only_numbers(valid: bytes) -> None:

@@ -1,77 +1,229 @@
-"""A cheap baseline beside the LSTM: next-token counts per context, backing off to shorter ones.
+"""The count model beside the LSTM: next-token counts of the last 0..order tokens, blended.
 
-It predicts the most frequent follower of the longest recent context (up to `order` tokens)
-that it has seen before; the LSTM's lift is its hit rate minus this one's.
+It is the baseline the LSTM is measured against, and the mixer's second opinion. For a context
+it keeps one table per order: order 0 counts every token, order o the tokens seen after the
+same o preceding ones (the begin-of-stream mark counts as a token, so session starts have
+contexts of their own). `consumer.core.count_rows` turns the counts into two kinds of
+distribution, both over the classes in use (NEW included), so every class keeps a probability
+and the log-loss stays finite: the baseline's, PPM method C back-off with exclusions over the
+orders up to --baseline-order (the classic model; its guess is the most frequent follower of
+the longest context seen before), and the mixer's inputs, each order blended with the ones
+below by Witten-Bell escapes, p_o = (c_o + d_o p_(o-1)) / (n_o + d_o), with n_o the context's
+count and d_o its distinct followers, up to --context-order.
 
->>> b = BackoffBaseline(order=2)
->>> history = []
->>> for t in [4, 4, 8, 4, 4, 8, 4]:
-...     b.learn(history, t)
-...     history.append(t)
->>> b.predict(history)
-4
->>> b.predict(history + [4])
-8
+Contexts and followers are keyed by token *uids* (the serial of the message that gave the token
+its id, `Vocabulary.assigned_at`), so a recycled id never inherits the counts of the token that
+held it before; followers of tokens that left the vocabulary are dropped when next read. Memory
+is bounded: at most `max_contexts` short and as many long contexts, least recently updated
+dropped first, and a context whose count passes `LIMIT` halves its counts, which also lets it
+follow a drifting stream.
+
+>>> b = Baseline(orders=(1, 2), size=8, max_contexts=100)
+>>> b.assign(3, uid=0)
+>>> b.assign(4, uid=1)
+>>> history = [BOS_UID]
+>>> for uid, token_id in [(0, 3), (1, 4), (0, 3), (1, 4), (0, 3)]:
+...     b.learn(tuple(history[-2:]), uid, token_id)
+...     history.append(uid)
+>>> entry = b.entry((1, 0))
+>>> entry.ids, entry.counts, b.unigram_total, b.contexts
+([4], [1], 5, 6)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
 from typing import Any
 
-__all__ = ["BackoffBaseline"]
+import numpy as np
+
+from consumer.core.snapshot_read import Section, SnapshotError, check_range
+from consumer.core.vocab import BOS_ID, FIRST_ID, NEW_ID, PAD_ID
+
+__all__ = ["BOS_UID", "LIMIT", "NEW_UID", "Baseline", "uid_of"]
+
+NEW_UID, BOS_UID = -(NEW_ID + 1), -(BOS_ID + 1)  # the reserved ids' uids: never a token's serial
+LIMIT = 255  # a context's total count; past it, its counts are halved
 
 
-class BackoffBaseline:
-    def __init__(self, order: int, max_contexts: int = 200_000) -> None:
-        self.order = order
+def uid_of(token_id: int, serial: int, assigned_at: np.ndarray) -> int:
+    """The uid of a history entry: the token it named, or NEW_UID once its id was recycled."""
+    if token_id < FIRST_ID:
+        return -(token_id + 1)
+    assigned = int(assigned_at[token_id])
+    return assigned if assigned <= serial else NEW_UID
+
+
+class Followers:
+    """The tokens seen after one context: parallel lists, so that a row of counts is written in
+    one array operation."""
+
+    __slots__ = ("checked", "counts", "ids", "position", "total", "uids")
+
+    def __init__(self, checked: int) -> None:
+        self.total = 0
+        self.position: dict[int, int] = {}  # uid -> index in the lists
+        self.uids: list[int] = []
+        self.ids: list[int] = []
+        self.counts: list[int] = []
+        self.checked = checked  # the baseline's recycle count when the lists were last checked
+
+    def add(self, uid: int, token_id: int) -> None:
+        at = self.position.get(uid)
+        if at is None:
+            self.position[uid] = len(self.uids)
+            self.uids.append(uid)
+            self.ids.append(token_id)
+            self.counts.append(1)
+        else:
+            self.counts[at] += 1
+        self.total += 1
+        if self.total > LIMIT:
+            self._keep([n >> 1 for n in self.counts])
+
+    def drop(self, ids_by_uid: dict[int, int]) -> None:
+        """Forget the followers whose token left the vocabulary (its id was recycled)."""
+        self._keep([n if uid in ids_by_uid else 0 for uid, n in zip(self.uids, self.counts, strict=True)])
+
+    def _keep(self, counts: list[int]) -> None:
+        kept = [(u, i, n) for u, i, n in zip(self.uids, self.ids, counts, strict=True) if n > 0]
+        self.uids, self.ids, self.counts = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
+        self.position = {uid: at for at, uid in enumerate(self.uids)}
+        self.total = sum(self.counts)
+
+
+class Baseline:
+    def __init__(self, orders: tuple[int, ...], size: int, max_contexts: int, short: int = 4) -> None:
+        """Contexts of up to `short` ids and longer ones are two tables of at most
+        `max_contexts` each: the many long contexts of a text never push out the short ones."""
+        self.orders = orders  # the context lengths counted, increasing
         self.max_contexts = max_contexts
-        # context (tuple of ids, most recent last) -> [counts by next id, best id, best count]
-        self.table: dict[tuple[int, ...], list[Any]] = {}
+        self.short = short
+        self.unigram = np.zeros(size, np.int64)  # order 0, by id (NEW_ID counts first sightings)
+        self.unigram_total = 0
+        self.unigram_distinct = 0
+        # (short, long): context (uids, newest last) -> its followers; least recently updated first
+        self.tables: tuple[OrderedDict[tuple[int, ...], Followers], ...] = (OrderedDict(), OrderedDict())
+        self.ids_by_uid: dict[int, int] = {NEW_UID: NEW_ID}  # the tokens in the vocabulary
+        self.recycled = 0
 
-    def learn(self, history: Sequence[int], token: int) -> None:
-        """Count `token` after each suffix of `history` of length 0..order."""
-        start = max(0, len(history) - self.order)
-        tail = tuple(history[start:])
-        for cut in range(len(tail) + 1):
-            context = tail[cut:]
-            entry = self.table.get(context)
+    def assign(self, token_id: int, uid: int, old_uid: int | None = None) -> None:
+        """The vocabulary gave `token_id` to a new token (taking it from `old_uid`'s)."""
+        if old_uid is not None:
+            del self.ids_by_uid[old_uid]
+            old = int(self.unigram[token_id])
+            self.unigram[token_id] = 0
+            self.unigram_total -= old
+            self.unigram_distinct -= old > 0
+            self.recycled += 1
+        self.ids_by_uid[uid] = token_id
+
+    def learn(self, context: tuple[int, ...], target_uid: int, target_id: int) -> None:
+        """Count the target after each counted suffix of `context` (uids, newest last)."""
+        unigram = self.unigram
+        self.unigram_distinct += unigram[target_id] == 0
+        unigram[target_id] += 1
+        self.unigram_total += 1
+        if self.unigram_total > LIMIT * 16:
+            unigram >>= 1
+            self.unigram_total = int(unigram.sum())
+            self.unigram_distinct = int(np.count_nonzero(unigram))
+        for order in self.orders:
+            if order > len(context):
+                break
+            key = context[-order:]
+            contexts = self.tables[order > self.short]
+            entry = contexts.get(key)
             if entry is None:
-                if len(self.table) >= self.max_contexts:
-                    continue
-                entry = self.table[context] = [{}, token, 0]
-            counts = entry[0]
-            n = counts.get(token, 0) + 1
-            counts[token] = n
-            if n > entry[2]:
-                entry[1], entry[2] = token, n
+                entry = contexts[key] = Followers(self.recycled)
+                if len(contexts) > self.max_contexts:
+                    contexts.popitem(last=False)
+            else:
+                contexts.move_to_end(key)
+            entry.add(target_uid, target_id)
 
-    def predict(self, history: Sequence[int]) -> int | None:
-        """Most frequent follower of the longest known suffix of `history`; None before any data."""
-        start = max(0, len(history) - self.order)
-        tail = tuple(history[start:])
-        for cut in range(len(tail) + 1):
-            entry = self.table.get(tail[cut:])
-            if entry is not None:
-                return int(entry[1])
-        return None
+    def entry(self, context: tuple[int, ...]) -> Followers | None:
+        """The followers of `context` that are in the vocabulary, or None."""
+        entry = self.tables[len(context) > self.short].get(context)
+        if entry is not None and entry.checked != self.recycled:
+            entry.drop(self.ids_by_uid)
+            entry.checked = self.recycled
+        return entry
 
-    def to_rows(self) -> list[list[int]]:
-        """Flat rows [len, *context, next, count, is_best] for snapshots (no pickle)."""
-        rows = []
-        for context, (counts, best, _) in self.table.items():
-            for token, n in counts.items():
-                rows.append([len(context), *context, token, n, int(token == best)])
-        return rows
+    @property
+    def contexts(self) -> int:
+        return sum(map(len, self.tables))
+
+    # -- snapshot --------------------------------------------------------------------------
+    def save(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The table as columns: per context its length, uids and follower count, then per
+        follower its uid and count (LRU order: least recently updated first)."""
+        keys = [key for table in self.tables for key in table]
+        entries = [entry for table in self.tables for entry in table.values()]
+        lengths = np.fromiter(map(len, keys), np.int32, len(keys))
+        sizes = np.fromiter((len(e.uids) for e in entries), np.int32, len(keys))
+        rows = int(sizes.sum())
+        arrays: dict[str, np.ndarray] = {
+            "unigram": self.unigram,
+            "context_lengths": lengths,
+            "contexts": np.fromiter((u for key in keys for u in key), np.int64, int(lengths.sum())),
+            "follower_counts": sizes,
+            "follower_uids": np.fromiter((u for e in entries for u in e.uids), np.int64, rows),
+            "follower_ids": np.fromiter((i for e in entries for i in e.ids), np.int32, rows),
+            "counts": np.fromiter((n for e in entries for n in e.counts), np.int64, rows),
+        }
+        return {"contexts": len(keys), "recycled": self.recycled}, arrays
 
     @classmethod
-    def from_rows(cls, order: int, rows: list[list[int]]) -> BackoffBaseline:
-        baseline = cls(order)
-        for row in rows:
-            size = row[0]
-            context, token, n, best = tuple(row[1 : 1 + size]), row[1 + size], row[2 + size], row[3 + size]
-            entry = baseline.table.setdefault(context, [{}, token, 0])
-            entry[0][token] = n
-            if best:  # ties keep the token that reached the count first, as recorded
-                entry[1], entry[2] = token, n
+    def load(
+        cls,
+        section: Section,
+        orders: tuple[int, ...],
+        size: int,
+        max_contexts: int,
+        short: int,
+        ids_by_uid: dict[int, int],
+    ) -> Baseline:
+        """The table from its columns, checked: context lengths 1..order, counts >= 1 and within
+        LIMIT, no context or follower twice. `ids_by_uid`: the vocabulary's tokens."""
+        count = section.integer("contexts", high=2 * max_contexts)
+        unigram = section.array("unigram", np.int64, (size,))
+        lengths = section.array("context_lengths", np.int32, (count,))
+        followers = section.array("follower_counts", np.int32, (count,))
+        if count and (not np.isin(lengths, orders).all() or followers.min() < 1):
+            raise section.error(f"contexts must hold {orders} uids and at least one follower")
+        contexts = section.array("contexts", np.int64, (int(lengths.sum(dtype=np.int64)),))
+        rows = int(followers.sum(dtype=np.int64))
+        uids = section.array("follower_uids", np.int64, (rows,))
+        ids = section.array("follower_ids", np.int32, (rows,))
+        counts = section.array("counts", np.int64, (rows,))
+        check_range("baseline follower", ids, NEW_ID, size)
+        if unigram.min() < 0 or unigram[[PAD_ID, BOS_ID]].any() or (counts.size and counts.min() < 1):
+            raise section.error("counts must be positive, and none for padding or begin-of-stream")
+        if (contexts.size and contexts.min() < NEW_UID) or (uids.size and uids.min() < NEW_UID):
+            raise section.error("uids must be token serials or the reserved uids")
+        baseline = cls(orders, size, max_contexts, short)
+        baseline.unigram = unigram.copy()
+        baseline.unigram_total = int(unigram[NEW_ID:].sum())
+        baseline.unigram_distinct = int(np.count_nonzero(unigram[NEW_ID:]))
+        baseline.ids_by_uid = live = {NEW_UID: NEW_ID, **ids_by_uid}
+        baseline.recycled = section.integer("recycled")
+        context_ids = iter(contexts.tolist())
+        rows_of = zip(uids.tolist(), ids.tolist(), counts.tolist(), strict=True)
+        for length, n in zip(lengths.tolist(), followers.tolist(), strict=True):
+            key = tuple(next(context_ids) for _ in range(length))
+            entry = Followers(checked=-1)  # checked at its first read, as the original would be
+            for _ in range(n):
+                uid, token_id, count = next(rows_of)
+                if uid in entry.position or live.get(uid, token_id) != token_id:
+                    raise SnapshotError("corrupt snapshot: baseline: a follower twice, or with another id")
+                entry.position[uid] = len(entry.uids)
+                entry.uids.append(uid)
+                entry.ids.append(token_id)
+                entry.counts.append(count)
+            entry.total = sum(entry.counts)
+            table = baseline.tables[length > short]
+            if entry.total > LIMIT or key in table or len(table) >= max_contexts:
+                raise SnapshotError("corrupt snapshot: baseline: a context twice, over LIMIT or too many")
+            table[key] = entry
         return baseline

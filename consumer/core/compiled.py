@@ -1,9 +1,9 @@
 """The compiled programs: the strict in-graph loop over messages and the relaxed batched step.
 
-Inputs are prepared by the host (windows, training flags, replay windows, vocabulary masks);
-weights and Adam state live in one flat `tf.Variable`, updated in place. Batches are padded to
-a few bucket sizes so each program is traced and compiled once per bucket; the loop stops at
-the real message count, so padding costs no compute.
+Inputs are prepared by the host (windows and their targets, replay windows, (re)assigned ids,
+the vocabulary in use); weights and Adam state live in one flat `tf.Variable`, updated in place.
+Batches are padded to a few bucket sizes so each program is traced and compiled once per bucket;
+the loop stops at the real message count, so padding costs no compute.
 """
 
 from __future__ import annotations
@@ -16,12 +16,31 @@ import numpy as np
 import tensorflow as tf
 
 from consumer.core.config import LearnerConfig
-from consumer.core.network import AdamState, Params, adam_update, loss_and_grads, predict_probs
-from consumer.core.vocab import OOV_ID
+from consumer.core.mixer import MixerState, initial_mixer, mixer_shapes
+from consumer.core.mixer import learn as mixer_learn
+from consumer.core.mixer import mix as mixer_mix
+from consumer.core.mixer import reset as mixer_reset
+from consumer.core.network import (
+    AdamState,
+    Params,
+    adam_update,
+    loss_and_grads,
+    param_shapes,
+    predict_probs,
+)
+from consumer.core.vocab import NEW_ID, RESERVED
 
-__all__ = ["BUCKETS", "Batch", "Program", "configure_threads", "initial_weights"]
+__all__ = [
+    "BUCKETS",
+    "Batch",
+    "Program",
+    "configure_threads",
+    "initial_weights",
+    "mixer_size",
+    "state_shapes",
+]
 
-BUCKETS = (1, 8, 64, 512, 4096)
+BUCKETS = (8, 64, 512, 4096)
 
 
 def configure_threads(intra: int, inter: int) -> None:
@@ -47,59 +66,94 @@ def configure_threads(intra: int, inter: int) -> None:
 def initial_weights(config: LearnerConfig) -> Params:
     """Keras's initializers for Embedding, LSTM and Dense, from a seeded NumPy generator."""
     rng = np.random.default_rng(config.seed)
-    units, dim, vocab = config.units, config.embedding_dim, config.vocab_size
+    shapes = param_shapes(config.vocab_size, config.embedding_dim, config.units)
 
-    def glorot(rows: int, cols: int) -> np.ndarray:
-        limit = np.sqrt(6.0 / (rows + cols))
-        return rng.uniform(-limit, limit, (rows, cols)).astype(np.float32)
+    def glorot(shape: tuple[int, ...]) -> np.ndarray:
+        limit = np.sqrt(6.0 / sum(shape))
+        return rng.uniform(-limit, limit, shape).astype(np.float32)
 
-    def orthogonal(rows: int, cols: int) -> np.ndarray:
+    def orthogonal(shape: tuple[int, ...]) -> np.ndarray:
+        rows, cols = shape
         q, r = np.linalg.qr(rng.normal(size=(max(rows, cols), min(rows, cols))))
         q = q * np.sign(np.diag(r))
         return (q if rows >= cols else q.T).astype(np.float32)
 
-    bias = np.zeros(4 * units, np.float32)
+    units = config.units
+    bias = np.zeros(shapes.bias, np.float32)
     bias[units : 2 * units] = 1.0  # unit_forget_bias
     return Params(
-        embedding=rng.uniform(-0.05, 0.05, (vocab, dim)).astype(np.float32),
-        kernel=glorot(dim, 4 * units),
-        recurrent_kernel=orthogonal(units, 4 * units),
+        embedding=rng.uniform(-0.05, 0.05, shapes.embedding).astype(np.float32),
+        kernel=glorot(shapes.kernel),
+        recurrent_kernel=orthogonal(shapes.recurrent_kernel),
         bias=bias,
-        dense_kernel=glorot(units, vocab),
-        dense_bias=np.zeros(vocab, np.float32),
+        dense_kernel=glorot(shapes.dense_kernel),
+        dense_bias=np.zeros(shapes.dense_bias, np.float32),
     )
+
+
+def mixer_size(config: LearnerConfig) -> tuple[int, int]:
+    """(inputs, contexts) of the mixer: the LSTM and the count rows it reads; per previous token."""
+    return 1 + len(config.mixed_rows), config.vocab_size
+
+
+def state_shapes(config: LearnerConfig) -> list[tuple[int, ...]]:
+    """The program's state: weights, Adam m, Adam v (each in `Params` order), the Adam step,
+    then the mixer's `MixerState`."""
+    shapes = list(param_shapes(config.vocab_size, config.embedding_dim, config.units))
+    return [*shapes, *shapes, *shapes, (), *mixer_shapes(*mixer_size(config))]
 
 
 @dataclass
 class Batch:
     """Host-prepared inputs of one call, already padded to a bucket size."""
 
-    windows: np.ndarray  # (N, L+1) int32: the L ids before the message, then the message's id
-    train: np.ndarray  # (N,) bool: the key had L earlier tokens
-    replay: np.ndarray  # (N, R, L+1) int32: windows sampled from recent history
-    vocab_end: np.ndarray  # (N,) int32: ids below this are known after the message
-    oov_seen: np.ndarray  # (N,) bool: the OOV id has occurred (so it may be predicted)
+    inputs: np.ndarray  # (N, L+1) int32: the L ids before the message, then the message's id
+    targets: np.ndarray  # (N, L) int32: the id that follows each of the first L positions
+    replay_inputs: np.ndarray  # (N, R, L+1) int32: windows sampled from recent history
+    replay_targets: np.ndarray  # (N, R, L) int32
+    reset: np.ndarray  # (N,) int32: an id (re)assigned by the message, its rows start afresh; -1 none
+    vocab_end: np.ndarray  # (N,) int32: ids below this are in use after the message
+    counts: np.ndarray  # (N, 2, mixed rows, V) float32: the count model before / after the message
     count: int  # real messages; the rest is padding
 
+    @classmethod
+    def empty(cls, size: int, config: LearnerConfig, replay: int) -> Batch:
+        window, vocab = config.window, config.vocab_size
+        return cls(
+            np.zeros((size, window + 1), np.int32),
+            np.zeros((size, window), np.int32),
+            np.zeros((size, replay, window + 1), np.int32),
+            np.zeros((size, replay, window), np.int32),
+            np.full(size, -1, np.int32),
+            np.full(size, RESERVED, np.int32),
+            np.zeros((size, 2, len(config.mixed_rows), vocab), np.float32),
+            0,
+        )
 
-def _valid(vocab_end: tf.Tensor, oov_seen: tf.Tensor, size: int) -> tf.Tensor:
+
+def _valid(vocab_end: tf.Tensor, size: int, reset: tf.Tensor | None = None) -> tf.Tensor:
+    """The classes a prediction ranges over: NEW and the ids in use (without a fresh one)."""
     ids = tf.range(size)
-    known = (ids >= 2) & (ids < vocab_end[..., None])
-    return known | ((ids == OOV_ID) & oov_seen[..., None])
+    valid = (ids >= NEW_ID) & (ids < vocab_end[..., None])
+    return valid if reset is None else valid & (ids != reset[..., None])
 
 
 class Program:
-    """Weights, Adam state and the compiled steps of one partition's model."""
+    """Weights, Adam state, the mixer and the compiled steps of one partition's model."""
 
     def __init__(self, config: LearnerConfig) -> None:
         self.config = config
         weights = initial_weights(config)
-        arrays = [*weights, *(np.zeros_like(w) for w in weights), *(np.zeros_like(w) for w in weights)]
-        self._shapes = [a.shape for a in arrays] + [()]
+        self.initial = weights
+        zeros = [np.zeros_like(w) for w in weights]
+        inputs, contexts = mixer_size(config)
+        # The mixer starts on its last input: the count model's longest blended order.
+        mixer = initial_mixer(inputs, contexts, start=inputs - 1)
+        self._shapes = state_shapes(config)
         self._sizes = [int(np.prod(shape)) for shape in self._shapes]
-        # One flat variable for weights, Adam slots and step: a call passes one resource handle
-        # instead of 19, which is most of a single-message call's overhead.
-        self.state = tf.Variable(self._pack([*arrays, np.zeros((), np.float32)]))
+        # One flat variable for weights, Adam slots, step and mixer: a call passes one resource
+        # handle instead of 23, which is most of a single-message call's overhead.
+        self.state = tf.Variable(self._pack([*weights, *zeros, *zeros, np.zeros((), np.float32), *mixer]))
         self._step = _shared_step(self)
 
     # -- state -----------------------------------------------------------------------------
@@ -108,7 +162,7 @@ class Program:
         return np.concatenate([np.asarray(a, np.float32).ravel() for a in arrays])
 
     def get_state(self) -> list[np.ndarray]:
-        """Weights, Adam m, Adam v (each in `Params` order), then the Adam step."""
+        """The arrays of `state_shapes`, in its order."""
         flat = self.state.numpy()
         parts = np.split(flat, np.cumsum(self._sizes)[:-1])
         return [part.reshape(shape) for part, shape in zip(parts, self._shapes, strict=True)]
@@ -118,138 +172,215 @@ class Program:
             raise ValueError("state arrays do not match the model's shapes")
         self.state.assign(self._pack(arrays))
 
-    def _read(self, state: tf.Variable) -> tuple[Params, AdamState]:
+    def _read(self, state: tf.Variable) -> tuple[Params, AdamState, MixerState]:
         parts = tf.split(state.read_value(), self._sizes)
         tensors = [tf.reshape(part, shape) for part, shape in zip(parts, self._shapes, strict=True)]
         n = len(Params._fields)
-        return Params(*tensors[:n]), AdamState(
-            Params(*tensors[n : 2 * n]), Params(*tensors[2 * n : 3 * n]), tensors[3 * n]
-        )
+        adam = AdamState(Params(*tensors[n : 2 * n]), Params(*tensors[2 * n : 3 * n]), tensors[3 * n])
+        return Params(*tensors[:n]), adam, MixerState(*tensors[3 * n + 1 :])
 
-    def _write(self, state: tf.Variable, params: Params, adam: AdamState) -> None:
-        tensors = [*params, *adam.m, *adam.v, adam.step]
+    def _write(self, state: tf.Variable, params: Params, adam: AdamState, mixer: MixerState) -> None:
+        tensors = [*params, *adam.m, *adam.v, adam.step, *mixer]
         state.assign(tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0))
 
     # -- programs --------------------------------------------------------------------------
-    def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        """Process a batch; return next-token probabilities (count, V) and training losses (count,)."""
-        probs, losses = self._step(
+    def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Process a batch; return the LSTM's next-token probabilities after each message
+        (count, V), the mixture's (count, V), and the training losses (count,)."""
+        lstm, mixture, losses = self._step(
             self.state,
-            tf.constant(batch.windows),
-            tf.constant(batch.train),
-            tf.constant(batch.replay),
+            tf.constant(batch.inputs),
+            tf.constant(batch.targets),
+            tf.constant(batch.replay_inputs),
+            tf.constant(batch.replay_targets),
+            tf.constant(batch.reset),
             tf.constant(batch.vocab_end),
-            tf.constant(batch.oov_seen),
+            tf.constant(batch.counts),
             tf.constant(batch.count, tf.int32),
         )
-        return probs.numpy()[: batch.count], losses.numpy()[: batch.count]
+        count = batch.count
+        return lstm.numpy()[:count], mixture.numpy()[:count], losses.numpy()[:count]
 
     def _train(
         self,
         params: Params,
         adam: AdamState,
-        rows: tf.Tensor,
+        inputs: tf.Tensor,
+        targets: tf.Tensor,
         valid: tf.Tensor,
         weights: tf.Tensor,
         positions: int,
-    ) -> tuple[tf.Tensor, Params, AdamState]:
+    ) -> tuple[tf.Tensor, Params, AdamState, tf.Tensor]:
         window = self.config.window
-        loss, grads = loss_and_grads(params, rows[:, :window], rows[:, window], valid, weights, positions)
+        loss, grads, before = loss_and_grads(params, inputs[:, :window], targets, valid, weights, positions)
         params, adam = adam_update(
             params, grads, adam, self.config.learning_rate, float(self.config.learning_rate_decay_steps)
         )
-        return loss, params, adam
+        return loss, params, adam, before
+
+    def _mix_one(
+        self,
+        mixer: MixerState,
+        before: tf.Tensor,
+        after: tf.Tensor,
+        counts: tf.Tensor,
+        window: tf.Tensor,
+        target: tf.Tensor,
+        valid_before: tf.Tensor,
+        valid_after: tf.Tensor,
+    ) -> tuple[MixerState, tf.Tensor]:
+        """The mixer learns the message from the inputs' distributions before it, then mixes
+        those after it: the published distribution for the key's next token. Its context is
+        the last token of the window: before the message the one before it, after it its own."""
+        inputs_before = tf.concat([before[None], counts[0]], axis=0)
+        mixer = mixer_learn(
+            mixer, inputs_before, window[-2], valid_before, target, self.config.mixer_learning_rate
+        )
+        inputs_after = tf.concat([after[None], counts[1]], axis=0)
+        return mixer, mixer_mix(mixer, inputs_after, window[-1], valid_after)
 
     def warm_up(self, size: int) -> None:
         """Compile the program of the bucket for `size` messages now (a call of none: state unchanged)."""
         bucket = next(b for b in BUCKETS if b >= size)
-        window, replay = self.config.window, self.config.replay if self.config.mode == "strict" else 0
-        self.run(
-            Batch(
-                np.zeros((bucket, window + 1), np.int32),
-                np.zeros(bucket, bool),
-                np.zeros((bucket, replay, window + 1), np.int32),
-                np.zeros(bucket, np.int32),
-                np.zeros(bucket, bool),
-                0,
+        replay = self.config.replay if self.config.mode == "strict" else 0
+        self.run(Batch.empty(bucket, self.config, replay))
+
+    def _reset_rows(self, params: Params, adam: AdamState, token_id: tf.Tensor) -> tuple[Params, AdamState]:
+        """A recycled id starts afresh: its embedding row, output column and bias, and their Adam
+        slots back to their initial values. `token_id` -1: nothing changes."""
+        units = self.config.units
+        row = tf.maximum(token_id, 0)
+        do = token_id >= 0
+        init = self.initial
+        column = tf.stack([tf.range(units), tf.fill((units,), row)], axis=1)
+
+        def put(weights: tf.Tensor, at: Any, fresh: tf.Tensor) -> tf.Tensor:
+            old = tf.gather_nd(weights, at)
+            return tf.tensor_scatter_nd_update(weights, at, tf.where(do, fresh, old))
+
+        def rows(p: Params, embedding: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> Params:
+            return p._replace(
+                embedding=put(p.embedding, [[row]], embedding),
+                dense_kernel=put(p.dense_kernel, column, kernel),
+                dense_bias=put(p.dense_bias, [[row]], bias),
             )
+
+        zeros = (tf.zeros((1, self.config.embedding_dim)), tf.zeros((units,)), tf.zeros((1,)))
+        fresh = rows(
+            params,
+            tf.gather(tf.constant(init.embedding), [row]),
+            tf.gather(tf.constant(init.dense_kernel), row, axis=1),
+            tf.zeros((1,)),
         )
+        return fresh, AdamState(rows(adam.m, *zeros), rows(adam.v, *zeros), adam.step)
 
     def _strict_loop(
         self,
         state: tf.Variable,
-        windows: tf.Tensor,
-        train: tf.Tensor,
-        replay: tf.Tensor,
+        inputs: tf.Tensor,
+        targets: tf.Tensor,
+        replay_inputs: tf.Tensor,
+        replay_targets: tf.Tensor,
+        reset: tf.Tensor,
         vocab_end: tf.Tensor,
-        oov_seen: tf.Tensor,
+        counts: tf.Tensor,
         count: tf.Tensor,
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         size = self.config.vocab_size
-        rows_per_step = 1 + replay.shape[1]
+        rows_per_step = 1 + replay_inputs.shape[1]
         row_weights = tf.fill((rows_per_step,), 1.0 / rows_per_step)
-        params, adam = self._read(state)
-        probs_out = tf.TensorArray(tf.float32, size=windows.shape[0])
-        loss_out = tf.TensorArray(tf.float32, size=windows.shape[0])
+        params, adam, mixer = self._read(state)
+        lstm_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
+        mixture_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
+        loss_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
 
-        def body(i, params, adam, probs_out, loss_out):  # type: ignore[no-untyped-def]
-            window = windows[i]
-            valid = _valid(vocab_end[i], oov_seen[i], size)
-
-            rows = tf.concat([window[None], replay[i]], axis=0)
-            loss, new_params, new_adam = self._train(
-                params, adam, rows, valid, row_weights, self.config.trained_positions
+        def body(i, params, adam, mixer, lstm_out, mixture_out, loss_out):  # type: ignore[no-untyped-def]
+            params, adam = self._reset_rows(params, adam, reset[i])
+            rows = tf.concat([inputs[i][None], replay_inputs[i]], axis=0)
+            row_targets = tf.concat([targets[i][None], replay_targets[i]], axis=0)
+            # The fresh id is no class to train against yet: its message's target is NEW.
+            valid_before = _valid(vocab_end[i], size, reset[i])
+            valid = _valid(vocab_end[i], size)
+            loss, params, adam, before = self._train(
+                params, adam, rows, row_targets, valid_before, row_weights, self.config.trained_positions
+            )
+            after = predict_probs(params, inputs[i][None, 1:], valid)[0]
+            mixer = mixer_reset(mixer, reset[i])
+            mixer, mixture = self._mix_one(
+                mixer, before[0], after, counts[i], inputs[i], targets[i][-1], valid_before, valid
+            )
+            return (
+                i + 1,
+                params,
+                adam,
+                mixer,
+                lstm_out.write(i, after),
+                mixture_out.write(i, mixture),
+                loss_out.write(i, loss),
             )
 
-            # A select rather than tf.cond keeps the body one straight computation; the step
-            # computed and dropped for a key's first L messages costs the same as a cond did.
-            def keep(new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
-                return tf.where(train[i], new, old)
-
-            loss = keep(loss, 0.0)
-            params = Params(*map(keep, new_params, params))
-            adam = AdamState(
-                Params(*map(keep, new_adam.m, adam.m)),
-                Params(*map(keep, new_adam.v, adam.v)),
-                keep(new_adam.step, adam.step),
-            )
-            probs = predict_probs(params, window[None, 1:], valid)[0]
-            return i + 1, params, adam, probs_out.write(i, probs), loss_out.write(i, loss)
-
-        _, params, adam, probs_out, loss_out = tf.while_loop(
-            lambda i, *_: i < count, body, (tf.constant(0), params, adam, probs_out, loss_out)
+        _, params, adam, mixer, lstm_out, mixture_out, loss_out = tf.while_loop(
+            lambda i, *_: i < count,
+            body,
+            (tf.constant(0), params, adam, mixer, lstm_out, mixture_out, loss_out),
         )
-        self._write(state, params, adam)
-        return probs_out.stack(), loss_out.stack()
+        self._write(state, params, adam, mixer)
+        return lstm_out.stack(), mixture_out.stack(), loss_out.stack()
 
     def _relaxed_step(
         self,
         state: tf.Variable,
-        windows: tf.Tensor,
-        train: tf.Tensor,
-        replay: tf.Tensor,
+        inputs: tf.Tensor,
+        targets: tf.Tensor,
+        replay_inputs: tf.Tensor,
+        replay_targets: tf.Tensor,
+        reset: tf.Tensor,
         vocab_end: tf.Tensor,
-        oov_seen: tf.Tensor,
+        counts: tf.Tensor,
         count: tf.Tensor,
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         size = self.config.vocab_size
-        params, adam = self._read(state)
+        params, adam, mixer = self._read(state)
         # Every prediction of the batch comes from the weights as of the batch start.
-        probs = predict_probs(params, windows[:, 1:], _valid(vocab_end, oov_seen, size))
+        after = predict_probs(params, inputs[:, 1:], _valid(vocab_end, size))
         # The batch holds consecutive windows of its keys, which already cover what strict mode
         # adds with loss_steps and replay: one row per message, trained at its newest position.
-        use = tf.cast(train & (tf.range(windows.shape[0]) < count), tf.float32)
-        total = tf.reduce_sum(use)
+        use = tf.cast(tf.range(inputs.shape[0]) < count, tf.float32)
+        total = tf.maximum(tf.reduce_sum(use), 1.0)
         last = tf.maximum(count - 1, 0)
-        valid = _valid(vocab_end[last], oov_seen[last], size)
 
-        def learn():  # type: ignore[no-untyped-def]
-            loss, new_params, new_adam = self._train(params, adam, windows, valid, use / total, 1)
-            self._write(state, new_params, new_adam)
-            return loss
+        def reset_one(i, params, adam):  # type: ignore[no-untyped-def]
+            return (i + 1, *self._reset_rows(params, adam, reset[i]))
 
-        loss = tf.cond(total > 0, learn, lambda: tf.constant(0.0))
-        return probs, tf.fill((windows.shape[0],), loss)
+        _, params, adam = tf.while_loop(lambda i, *_: i < count, reset_one, (tf.constant(0), params, adam))
+        valid = _valid(vocab_end[last], size)
+        loss, new_params, new_adam, before = self._train(params, adam, inputs, targets, valid, use / total, 1)
+        mixture_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
+
+        def mix_one(i, mixer, mixture_out):  # type: ignore[no-untyped-def]
+            mixer = mixer_reset(mixer, reset[i])
+            mixer, mixture = self._mix_one(
+                mixer,
+                before[i],
+                after[i],
+                counts[i],
+                inputs[i],
+                targets[i][-1],
+                _valid(vocab_end[i], size, reset[i]),
+                _valid(vocab_end[i], size),
+            )
+            return i + 1, mixer, mixture_out.write(i, mixture)
+
+        _, mixer, mixture_out = tf.while_loop(
+            lambda i, *_: i < count, mix_one, (tf.constant(0), mixer, mixture_out)
+        )
+        # A call of no message (a warm-up) leaves the state as it was.
+        params, adam = tf.nest.map_structure(
+            lambda new, old: tf.where(count > 0, new, old), (new_params, new_adam), (params, adam)
+        )
+        self._write(state, params, adam, mixer)
+        loss = tf.where(count > 0, loss, 0.0)
+        return after, mixture_out.stack(), tf.fill((inputs.shape[0],), loss)
 
 
 # Compiled steps shared by every Program of the same model settings and mode, so that a

@@ -16,11 +16,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from consumer.core.vocab import RESERVED
 from lstm_stream.settings import ConfigError, at_least, option
 
 __all__ = ["MODES", "LearnerConfig"]
 
 MODES = ("strict", "relaxed")
+MIXED_ORDERS = (0, 2, 4, 8, 12, 16, 24, 32)  # the count orders the mixer reads, where counted
 MODEL = "model"
 
 
@@ -31,7 +33,11 @@ class LearnerConfig:
     window: int = option(64, "window length L: tokens the LSTM reads per prediction", group=MODEL)
     units: int = option(16, "LSTM cells", group=MODEL)
     embedding_dim: int = option(8, "embedding size of a token id", group=MODEL)
-    capacity: int = option(256, "vocabulary capacity per partition; later new tokens map to OOV", group=MODEL)
+    capacity: int = option(
+        256,
+        "vocabulary capacity per partition; past it a new token takes the least recently seen one's id",
+        group=MODEL,
+    )
     learning_rate: float = option(0.03, "Adam learning rate", group=MODEL)
     learning_rate_decay_steps: int = option(
         1000, "learning rate decays as 1/sqrt(1 + step/N); 0 = constant", group=MODEL
@@ -39,7 +45,7 @@ class LearnerConfig:
     loss_steps: int = option(
         64, "trailing window positions trained per step (1 = only the newest token)", group=MODEL
     )
-    replay: int = option(4, "extra windows from recent history trained with each step", group=MODEL)
+    replay: int = option(2, "extra windows from recent history trained with each step", group=MODEL)
     replay_buffer: int = option(1024, "recent training windows kept for replay", group=MODEL)
     mode: str = option(
         "strict", "strict: exact per-message semantics; relaxed: batched", choices=MODES, group=MODEL
@@ -48,7 +54,22 @@ class LearnerConfig:
     max_keys: int = option(
         10_000, "keys kept per partition; least recently used beyond are evicted", group=MODEL
     )
-    baseline_order: int = option(4, "longest context of the baseline's back-off counts", group=MODEL)
+    baseline_order: int = option(
+        4, "longest context of the baseline (PPM-C back-off counts, scored beside the LSTM)", group=MODEL
+    )
+    context_order: int = option(
+        16,
+        "longest context the count model keeps for the mixer (every second order above --baseline-order)",
+        group=MODEL,
+    )
+    baseline_max_contexts: int = option(
+        50_000,
+        "contexts the count model keeps per partition, short and long each; least recently updated beyond",
+        group=MODEL,
+    )
+    mixer_learning_rate: float = option(
+        0.01, "learning rate of the mixer of the LSTM's and the count model's predictions", group=MODEL
+    )
     intra_op_threads: int = option(1, "TensorFlow intra-op threads", group=MODEL)
     inter_op_threads: int = option(1, "TensorFlow inter-op threads", group=MODEL)
 
@@ -63,14 +84,18 @@ class LearnerConfig:
             ("replay_buffer", 1),
             ("max_keys", 1),
             ("baseline_order", 1),
+            ("context_order", 0),
+            ("baseline_max_contexts", 1),
             ("intra_op_threads", 0),
             ("inter_op_threads", 0),
         ):
             problem = at_least(low)(getattr(self, name))
             if problem:
                 raise ConfigError(f"--{name.replace('_', '-')}: {problem}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning-rate: must be > 0, got {self.learning_rate!r}")
+        for name in ("learning_rate", "mixer_learning_rate"):
+            value = getattr(self, name)
+            if not value > 0 or value == float("inf"):
+                raise ConfigError(f"--{name.replace('_', '-')}: must be > 0 and finite, got {value!r}")
         if self.mode not in MODES:
             raise ConfigError(f"--mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
 
@@ -80,9 +105,34 @@ class LearnerConfig:
         return min(self.loss_steps, self.window)
 
     @property
+    def count_orders(self) -> tuple[int, ...]:
+        """The context lengths the count model counts: 1 to --baseline-order, then every second
+        one up to --context-order. Each order is blended with the one below."""
+        b = self.baseline_order
+        return (*range(1, b + 1), *range(b + 2, self.context_order + 1, 2))
+
+    @property
+    def mixed_rows(self) -> tuple[int, ...]:
+        """The count rows (0: order 0, r: count_orders[r - 1]) the mixer reads, the last the
+        longest: fewer inputs learn faster, and each row already blends the orders below it."""
+        orders = (0, *self.count_orders)
+        wanted = {*MIXED_ORDERS, self.baseline_order, orders[-1]}
+        return tuple(row for row, order in enumerate(orders) if order in wanted)
+
+    @property
+    def baseline_row(self) -> int:
+        """The baseline's row among the count model's (row 0 is order 0)."""
+        return self.count_orders.index(self.baseline_order) + 1
+
+    @property
+    def history(self) -> int:
+        """Ids a key keeps: its window, or its longest count context."""
+        return max(self.window, self.count_orders[-1])
+
+    @property
     def vocab_size(self) -> int:
-        """Rows of the embedding and classes of the output: PAD, OOV, then `capacity` tokens."""
-        return self.capacity + 2
+        """Rows of the embedding and classes of the output: PAD, BOS, NEW, then `capacity` tokens."""
+        return self.capacity + RESERVED
 
     def model_fields(self) -> dict[str, Any]:
         """What a snapshot must agree on to be restored (threads and key limits may change)."""

@@ -1,44 +1,60 @@
-"""One partition's online learner: shared LSTM, per-key windows and pending predictions.
+"""One partition's online learner: shared LSTM and count model, per-key windows and predictions.
 
 The per-message contract, for message m of key k:
 
-1. k's pending prediction (made after k's previous message) is scored against m: hit or miss;
-2. the model trains one step on (the L tokens before m -> m), once k has L earlier tokens;
+1. k's pending predictions (made after k's previous message) are scored against m: hit or miss;
+2. the model trains one step on (the up to L tokens before m -> m), once k has at least one
+   earlier token; every key's history starts with a begin-of-stream mark, which counts as one,
+   so a key learns from its first message on (a shorter history is left-padded): short sessions
+   are learned too, and how sessions start;
 3. the model predicts k's next token from the last L tokens, m included: that is the
    prediction for m, and it becomes k's pending prediction;
 4. no prediction is ever made with weights that were updated on its own target.
+
+Three predictors run side by side and are scored alike (`consumer.core.scoring`): the LSTM, the
+baseline (`consumer.core.baseline`, order-N counts) and the published one, their geometric
+mixture with weights learned online (`consumer.core.mixer`), rarely worse than its best input.
 
 Strict mode (default) runs (2) and (3) message by message inside one compiled loop, so the
 results are bit-identical however the messages are grouped into calls. Relaxed mode predicts
 every message of a call with the weights as of the call's start, then trains one batched step
 on all of them: much faster, but a message's prediction no longer benefits from the messages
-just before it in the same call. Rule 4 holds in both.
+just before it in the same call. Rule 4 holds in both. The count model and the mixer learn
+message by message in both modes.
+
+A call runs in three passes: the host registers each message (its key, its token's id, its
+window, the count model's view before and after it), the compiled program trains and predicts
+(`consumer.core.compiled`, the mixer included), and the host scores the keys' pending guesses
+and makes the new ones.
 
 >>> learner = Learner(LearnerConfig(window=4, loss_steps=1))
 >>> out = learner.learn_predict_many([(None, t) for t in "abab"])
 >>> [p.previous_hit is None for p in out], [p.model_step for p in out]
-([True, False, False, False], [0, 0, 0, 0])
+([True, False, False, False], [1, 2, 3, 4])
 >>> learner.learn_predict_one("other", "a").previous_hit is None
 True
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from consumer.core.baseline import BackoffBaseline
+from consumer.core.baseline import NEW_UID, Baseline, uid_of
 from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads
 from consumer.core.config import LearnerConfig
-from consumer.core.scoring import Score
-from consumer.core.vocab import OOV_ID, PAD_ID, Vocabulary
+from consumer.core.count_rows import AFTER, BEFORE, CountRows
+from consumer.core.keys import Key, KeyState, KeyTable
+from consumer.core.replay import Replay
+from consumer.core.scoring import PREDICTORS, Score
+from consumer.core.vocab import FIRST_ID, NEW_ID, Vocabulary
+from consumer.core.windows import Views
 
-__all__ = ["KeyState", "Learner", "Prediction"]
+__all__ = ["Key", "KeyState", "Learner", "Prediction"]
 
-Key = str | None
+MIN_LOG = np.float32(np.log(1e-12))
 
 
 @dataclass(frozen=True)
@@ -46,59 +62,63 @@ class Prediction:
     """What the learner says after one message."""
 
     key: Key
-    predicted: str | None  # None: the model's best guess is a token past the vocabulary's capacity
+    predicted: str  # the published guess: the most likely token of the mixture
     probability: float
     model_step: int  # training steps the predicting weights had taken
-    previous_hit: bool | None  # outcome of this key's previous prediction; None if there was none
-    baseline: str | None  # the baseline's guess for the same next token
-    loss: float  # training loss of this message's step (0.0 when it did not train)
+    previous_hit: bool | None  # outcome of this key's previous published guess; None if none
+    baseline: str  # the baseline's guess for the same next token
+    loss: float  # training loss of this message's step
+    lstm: str  # the LSTM's own guess
+    lstm_probability: float
+    previous_lstm_hit: bool | None
+    previous_baseline_hit: bool | None
 
 
 @dataclass
-class KeyState:
-    """One stream's memory: its recent ids and its pending predictions."""
-
-    history: list[int] = field(default_factory=list)  # last max(L, baseline order) ids
-    seen: int = 0
-    pending: int | None = None  # predicted id
-    pending_probs: np.ndarray | None = None  # full distribution, for log-loss
-    baseline_pending: int | None = None
-
-
-@dataclass
-class _Pending:
-    """Per-message bookkeeping between the host pass and the compiled call."""
+class _Message:
+    """Per-message facts the host pass hands to the pass after the compiled call."""
 
     key: Key
     state: KeyState
+    token: str
     token_id: int
+    serial: int
+    new: bool
+    known_since: int  # serial at which the token got its id (== serial when new)
+    previous_serial: int  # serial of the key's previous message (its pending predictions)
+    end: int  # vocabulary end after the message
 
 
 class Learner:
-    """learn_predict_many(records) -> predictions; scores in `.score` and `.baseline_score`."""
+    """learn_predict_many(records) -> predictions; scores in `.scores` (per predictor)."""
 
     def __init__(self, config: LearnerConfig | None = None, *, min_batch: int = 1) -> None:
         """`min_batch`: pad every call to at least this many messages, so a service whose calls
         vary in size runs (and compiles) one program; padding costs no compute."""
-        self.config = config or LearnerConfig()
+        self.config = cfg = config or LearnerConfig()
         self.min_batch = min(max(min_batch, 1), BUCKETS[-1])
-        configure_threads(self.config.intra_op_threads, self.config.inter_op_threads)
-        self.program = Program(self.config)
-        self.vocab = Vocabulary(self.config.capacity)
-        self.keys: OrderedDict[Key, KeyState] = OrderedDict()
-        self.baseline = BackoffBaseline(self.config.baseline_order)
-        self.score = Score()
-        self.baseline_score = Score()
-        self.rng = np.random.default_rng(self.config.seed + 1)
-        window = self.config.window
-        self.replay_rows = np.zeros((self.config.replay_buffer, window + 1), np.int32)
-        self.replay_filled = 0
-        self.replay_next = 0
+        configure_threads(cfg.intra_op_threads, cfg.inter_op_threads)
+        self.program = Program(cfg)
+        self.vocab = Vocabulary(cfg.capacity)
+        self.keys = KeyTable(cfg.max_keys, cfg.history)
+        self.baseline = Baseline(
+            cfg.count_orders, cfg.vocab_size, cfg.baseline_max_contexts, cfg.baseline_order
+        )
+        self.replay = Replay(cfg.replay_buffer, cfg.window + 1, cfg.seed + 1)
+        self.scores = {name: Score() for name in PREDICTORS}
         self.model_step = 0
         self.messages = 0
-        self.evicted_keys = 0
-        self.oov_seen = False
-        self._keep = max(window, self.config.baseline_order)
+        self.names: list[str | None] = list(self.vocab.tokens)  # id -> token, as the last pass goes
+        self._last: KeyState | None = None  # the key of the call's latest message
+
+    @property
+    def score(self) -> Score:
+        """The published predictions' score."""
+        return self.scores["published"]
+
+    @property
+    def evicted_keys(self) -> int:
+        return self.keys.evicted
 
     # -- public API ------------------------------------------------------------------------
     def learn_predict_one(self, key: Key, token: str) -> Prediction:
@@ -112,99 +132,134 @@ class Learner:
             out.extend(self._process(records[start : start + BUCKETS[-1]]))
         return out
 
-    # -- internals -------------------------------------------------------------------------
-    def _state(self, key: Key) -> KeyState:
-        state = self.keys.get(key)
-        if state is None:
-            state = self.keys[key] = KeyState()
-            if len(self.keys) > self.config.max_keys:
-                self.keys.popitem(last=False)
-                self.evicted_keys += 1
-        else:
-            self.keys.move_to_end(key)
-        return state
-
-    def _remember(self, row: np.ndarray) -> None:
-        self.replay_rows[self.replay_next] = row
-        self.replay_next = (self.replay_next + 1) % len(self.replay_rows)
-        self.replay_filled = min(self.replay_filled + 1, len(self.replay_rows))
-
+    # -- the host pass before the compiled call --------------------------------------------
     def _process(self, records: Sequence[tuple[Key, str]]) -> list[Prediction]:
-        count = len(records)
-        size = next(b for b in BUCKETS if b >= max(count, self.min_batch))
         cfg = self.config
-        window = cfg.window
+        size = next(b for b in BUCKETS if b >= max(len(records), self.min_batch))
         replay = cfg.replay if cfg.mode == "strict" else 0  # relaxed batches train without replay
-        windows = np.zeros((size, window + 1), np.int32)
-        train = np.zeros(size, bool)
-        replays = np.zeros((size, replay, window + 1), np.int32)
-        vocab_end = np.zeros(size, np.int32)
-        oov_seen = np.zeros(size, bool)
-        baseline_guess: list[int | None] = []
-        pending: list[_Pending] = []
-        for i, (key, token) in enumerate(records):
-            state = self._state(key)
-            token_id = self.vocab.encode(token)
-            self.oov_seen |= token_id == OOV_ID
-            history = state.history
-            recent = history[-window:]
-            windows[i, window - len(recent) : window] = recent
-            windows[i, window] = token_id
-            if state.seen >= window:
-                train[i] = True
-                if replay:
-                    self._remember(windows[i])
-                    replays[i] = self.replay_rows[self.rng.integers(0, self.replay_filled, replay)]
-            if state.baseline_pending is not None:
-                self.baseline_score.update(state.baseline_pending == token_id)
-            self.baseline.learn(history, token_id)
-            history.append(token_id)
-            if len(history) > self._keep:
-                del history[0]
-            state.seen += 1
-            state.baseline_pending = self.baseline.predict(history)
-            baseline_guess.append(state.baseline_pending)
-            vocab_end[i] = self.vocab.end
-            oov_seen[i] = self.oov_seen
-            pending.append(_Pending(key, state, token_id))
-        probs, losses = self.program.run(Batch(windows, train, replays, vocab_end, oov_seen, count))
-        return self._finish(pending, probs, losses, train, baseline_guess)
+        batch = Batch.empty(size, cfg, replay)
+        batch.count = count = len(records)
+        assigned_before = self.vocab.assigned_at.copy()
+        ids = np.zeros((count, cfg.window + 1), np.int32)
+        serials = np.zeros((count, cfg.window + 1), np.int64)
+        counts = CountRows(count, cfg.count_orders, cfg.vocab_size)
+        messages = [
+            self._prepare(i, key, token, ids[i], serials[i], counts) for i, (key, token) in enumerate(records)
+        ]
+        events = [(m.token_id, m.serial) for m in messages if m.new]
+        views = Views(assigned_before, events, self.messages, count)
+        batch.inputs[:count], batch.targets[:count] = views.encode(ids, serials)
+        if replay and count:
+            rows, row_serials = self.replay.sample_along(ids, serials, replay)
+            batch.replay_inputs[:count], batch.replay_targets[:count] = views.encode(rows, row_serials)
+        for i, m in enumerate(messages):
+            batch.reset[i] = m.token_id if m.new else -1
+            batch.vocab_end[i] = m.end
+        width = counts.width
+        baseline = np.zeros((count, cfg.vocab_size), np.float32)
+        baseline[:, :width] = counts.backoff(cfg.baseline_row)
+        batch.counts[:count, :, :, :width] = counts.blend()[:, :, cfg.mixed_rows]
+        lstm, mixture, losses = self.program.run(batch)
+        return self._finish_all(messages, lstm, mixture, baseline, losses)
 
-    def _finish(
+    def _prepare(
+        self, i: int, key: Key, token: str, ids: np.ndarray, serials: np.ndarray, counts: CountRows
+    ) -> _Message:
+        """Register message i: its key and token, its window's entries into ids/serials, and the
+        count model's views before and after it (the count model learns it in between)."""
+        window, order = self.config.window, self.config.count_orders[-1]
+        serial = self.messages + i
+        state = self.keys.touch(key, serial)
+        previous_serial = state.serials[-1]
+        token_id, new, displaced = self.vocab.encode(token, serial)
+        if new:
+            self.baseline.assign(token_id, serial, displaced if displaced >= 0 else None)
+        recent = state.ids[-window:]
+        ids[window - len(recent) : window] = recent
+        serials[window - len(recent) : window] = state.serials[-window:]
+        ids[window], serials[window] = token_id, serial
+        assigned_at = self.vocab.assigned_at
+        if state.checked != self.vocab.recycled:  # an id was recycled since: some may read NEW now
+            pairs = zip(state.ids[-order:], state.serials[-order:], strict=True)
+            state.uids = [uid_of(t, s, assigned_at) for t, s in pairs]
+            state.checked = self.vocab.recycled
+        context = tuple(state.uids)
+        end = self.vocab.end
+        if i and self._last is state and displaced < 0:  # the key's last view after: nothing since
+            counts.repeat(i, end)
+        else:
+            counts.gather(i, BEFORE, self.baseline, context, end)
+        known_since = int(assigned_at[token_id])
+        self.baseline.learn(context, NEW_UID if new else known_since, NEW_ID if new else token_id)
+        counts.gather(i, AFTER, self.baseline, (*context, known_since), end)
+        self.keys.append(state, token_id, serial)
+        self._last = state
+        state.uids.append(known_since)
+        del state.uids[:-order]
+        return _Message(key, state, token, token_id, serial, new, known_since, previous_serial, end)
+
+    # -- the host pass after it ------------------------------------------------------------
+    def _finish_all(
         self,
-        pending: list[_Pending],
-        probs: np.ndarray,
+        messages: list[_Message],
+        lstm: np.ndarray,
+        mixture: np.ndarray,
+        baseline: np.ndarray,
         losses: np.ndarray,
-        train: np.ndarray,
-        baseline_guess: list[int | None],
     ) -> list[Prediction]:
+        """Score and guess for every message, in order. NEW is never a guess (it never hits):
+        each predictor's guess is its most likely token in use."""
+        count = len(messages)
+        ends = np.array([m.end for m in messages], np.int64)
+        stacked = np.stack([mixture, lstm, baseline], axis=1)  # (count, predictors, V)
+        in_use = np.arange(stacked.shape[2]) < ends[:, None, None]
+        guesses = np.argmax(np.where(in_use, stacked, -1.0)[:, :, FIRST_ID:], axis=2) + FIRST_ID
+        chosen = np.take_along_axis(stacked, guesses[:, :, None], axis=2)[:, :, 0]
+        logs = np.log(np.maximum(stacked[:, :, NEW_ID:], 1e-12)).astype(np.float16)
+        strict, step_at_start = self.config.mode == "strict", self.model_step
         out = []
-        strict = self.config.mode == "strict"
-        step_at_start = self.model_step
-        best = probs.argmax(axis=1)
-        for i, item in enumerate(pending):
-            state = item.state
-            previous_hit = None
-            if state.pending is not None:
-                previous_hit = state.pending == item.token_id
-                assert state.pending_probs is not None
-                self.score.update(previous_hit, float(state.pending_probs[item.token_id]))
-            if strict:
-                self.model_step += int(train[i])
-            state.pending, state.pending_probs = int(best[i]), probs[i]
-            guess = baseline_guess[i]
+        for i, m in enumerate(messages):
+            if m.new:
+                self.names[m.token_id] = m.token
+            hits = self._score(m)
+            published, own, base = guess = tuple(guesses[i].tolist())
+            m.state.guesses = guess
+            m.state.log_probs = logs[i, :, : m.end - NEW_ID].copy()
+            self.model_step += strict
             out.append(
                 Prediction(
-                    key=item.key,
-                    predicted=self.vocab.decode(int(best[i])),
-                    probability=float(probs[i, best[i]]),
+                    key=m.key,
+                    predicted=self._name(published),
+                    probability=float(chosen[i, 0]),
                     model_step=self.model_step if strict else step_at_start,
-                    previous_hit=previous_hit,
-                    baseline=None if guess is None or guess == PAD_ID else self.vocab.decode(guess),
+                    previous_hit=hits[0],
+                    baseline=self._name(base),
                     loss=float(losses[i]),
+                    lstm=self._name(own),
+                    lstm_probability=float(chosen[i, 1]),
+                    previous_lstm_hit=hits[1],
+                    previous_baseline_hit=hits[2],
                 )
             )
-        if not strict and train[: len(pending)].any():  # relaxed: one step for the whole call
-            self.model_step = step_at_start + 1
-        self.messages += len(pending)
+        if not strict and count:  # relaxed: one step for the whole call
+            self.model_step += 1
+        self.messages += count
         return out
+
+    def _name(self, token_id: int) -> str:
+        name = self.names[token_id]
+        assert name is not None, "a guess is always a token in use"
+        return name
+
+    def _score(self, m: _Message) -> tuple[bool | None, ...]:
+        """Score the key's pending predictions against the message's token."""
+        state = m.state
+        if state.log_probs is None:
+            return (None,) * len(PREDICTORS)
+        known = m.known_since <= m.previous_serial  # the token had its id when the guesses were made
+        column = m.token_id - NEW_ID if known else 0  # else it was NEW to them
+        losses = (-state.log_probs[:, column].astype(np.float64)).tolist()
+        hits = tuple(known and guess == m.token_id for guess in state.guesses)
+        for score, hit, loss in zip(self.scores.values(), hits, losses, strict=True):
+            score.update(hit, loss)
+        return hits

@@ -18,7 +18,17 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-__all__ = ["AdamState", "Params", "adam_update", "forward", "loss_and_grads", "predict_probs"]
+from consumer.core.vocab import NEW_ID
+
+__all__ = [
+    "AdamState",
+    "Params",
+    "adam_update",
+    "forward",
+    "loss_and_grads",
+    "param_shapes",
+    "predict_probs",
+]
 
 
 class Params(NamedTuple):
@@ -28,6 +38,18 @@ class Params(NamedTuple):
     bias: tf.Tensor  # (4U,)
     dense_kernel: tf.Tensor  # (U, V)
     dense_bias: tf.Tensor  # (V,)
+
+
+def param_shapes(vocab_size: int, embedding_dim: int, units: int) -> Params:
+    """The shape of each weight: a pure function of the model's settings."""
+    return Params(
+        embedding=(vocab_size, embedding_dim),
+        kernel=(embedding_dim, 4 * units),
+        recurrent_kernel=(units, 4 * units),
+        bias=(4 * units,),
+        dense_kernel=(units, vocab_size),
+        dense_bias=(vocab_size,),
+    )
 
 
 class AdamState(NamedTuple):
@@ -83,24 +105,30 @@ def predict_probs(p: Params, ids: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
 
 def loss_and_grads(
     p: Params, ids: tf.Tensor, targets: tf.Tensor, valid: tf.Tensor, weights: tf.Tensor, loss_steps: int = 1
-) -> tuple[tf.Tensor, Params]:
-    """Cross-entropy of the next token after windows ids (B, T), and its gradient.
+) -> tuple[tf.Tensor, Params, tf.Tensor]:
+    """Cross-entropy of the tokens that follow the last `loss_steps` positions of windows ids
+    (B, T), its gradient, and the distribution (B, V) after each whole window.
 
-    targets (B,) is the token after each window. With loss_steps k > 1 the last k positions of
-    the window are trained too, each to predict the token that follows it inside the window
-    (all earlier than the target, so nothing is learned from the future). weights (B,) sum
-    to 1; a zero weight drops a row (padding in relaxed batches).
+    targets (B, T) holds, for each position, the id that follows it: inside the window for all
+    but the last, the message's own for the last (everything earlier than the message, so
+    nothing is learned from the future). Positions whose target is below `NEW_ID` (padding,
+    the begin-of-stream mark) are not trained; each row's trained positions share its weight
+    equally, so a short session's step weighs as much as a long one's. weights (B,) sum to 1;
+    a zero weight drops a row (padding in relaxed batches).
     """
     steps = ids.shape[1]
     _, cache = forward(p, ids, keep=True)
     assert cache is not None
     hidden = tf.stack(cache.hiddens[steps + 1 - loss_steps :], axis=1)  # (B, k, U)
-    next_ids = tf.concat([ids[:, steps + 1 - loss_steps :], targets[:, None]], axis=1)  # (B, k)
+    next_ids = targets[:, steps - loss_steps :]  # (B, k)
+    trained = tf.cast(next_ids >= NEW_ID, tf.float32)
+    per_row = tf.maximum(tf.reduce_sum(trained, axis=1, keepdims=True), 1.0)
+    position_weights = (weights[:, None] * trained / per_row)[:, :, None]  # (B, k, 1)
     logits = masked_logits(p, hidden, valid)  # (B, k, V)
     onehot = tf.one_hot(next_ids, tf.shape(logits)[2])
-    row_weights = weights[:, None, None] / loss_steps
-    loss = -tf.reduce_sum(row_weights * onehot * tf.nn.log_softmax(logits))
-    d_logits = (tf.nn.softmax(logits) - onehot) * row_weights
+    probs = tf.nn.softmax(logits)
+    loss = -tf.reduce_sum(position_weights * onehot * tf.nn.log_softmax(logits))
+    d_logits = (probs - onehot) * position_weights
     d_dense_kernel = tf.einsum("bku,bkv->uv", hidden, d_logits)
     d_dense_bias = tf.reduce_sum(d_logits, axis=(0, 1))
     d_hidden = tf.unstack(tf.einsum("bkv,uv->kbu", d_logits, p.dense_kernel))  # k x (B, U)
@@ -151,7 +179,7 @@ def loss_and_grads(
         dense_kernel=d_dense_kernel,
         dense_bias=d_dense_bias,
     )
-    return loss, grads
+    return loss, grads, probs[:, -1]
 
 
 def adam_update(

@@ -1,8 +1,22 @@
 """A learner's complete state as bytes and back: numeric arrays and a JSON header, never pickle.
 
-The bytes are an ``.npz`` archive (layout in `consumer.core.snapshot_format`). `restore` checks
-them against the config before building anything (`consumer.core.snapshot_read`), and the
-restored learner continues bit-identically to the one that was snapshotted: same predictions,
+The bytes are an ``.npz`` archive. Its ``header`` entry is UTF-8 JSON: the format name and
+version, the config fingerprint and fields, the learner's counters, and one object per part;
+every other entry is an array named ``part.name``. Each part saves and loads itself next to
+its own code (``save() -> (header object, arrays)``, ``load(Section, ...)``), and checks what
+it reads (`consumer.core.snapshot_read`):
+
+- ``model``: the program's variables in `Program.get_state()` order, ``weights.<name>``,
+  ``adam_m.<name>``, ``adam_v.<name>`` for each of `Params`, ``adam_step``, then the mixer's
+  ``mixer.<name>`` for each of `MixerState` (float32: the mixer runs in the program);
+- ``vocab``: tokens in recency order with their ids and the serials that assigned them;
+- ``keys``: per key its history (ids and serials), message count and pending predictions;
+- ``baseline``: the count model's contexts and followers as columns;
+- ``replay``: the filled rows of the replay buffer and the sampler's RNG state;
+- ``score_<predictor>``: each predictor's scores and rolling windows.
+
+`restore` checks the bytes against the config before building anything, and the restored
+learner continues bit-identically to the one that was snapshotted: same predictions,
 probabilities, scores and model steps for any continuation.
 
 >>> config = LearnerConfig(window=4, units=4, loss_steps=1)
@@ -15,40 +29,72 @@ True
 >>> restore(snapshot_bytes(learner), LearnerConfig(window=5, units=4, loss_steps=1))
 Traceback (most recent call last):
 ...
-consumer.core.snapshot_format.SnapshotError: snapshot from another model configuration: --window is 4 in the snapshot, 5 here
+consumer.core.snapshot_read.SnapshotError: snapshot from another model configuration: --window is 4 in the snapshot, 5 here
 """  # noqa: E501
 
 from __future__ import annotations
 
 import io
-import itertools
 import json
 from typing import Any
 
 import numpy as np
 
+from consumer.core.baseline import Baseline
+from consumer.core.compiled import state_shapes
 from consumer.core.config import LearnerConfig
+from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
-from consumer.core.snapshot_baseline import baseline_arrays
-from consumer.core.snapshot_format import (
-    FORMAT,
-    VERSION,
-    SnapshotError,
-    key_array_specs,
-    variable_specs,
-)
-from consumer.core.snapshot_read import SnapshotData, read_snapshot
+from consumer.core.mixer import MixerState
+from consumer.core.network import Params
+from consumer.core.replay import Replay
+from consumer.core.scoring import PREDICTORS, Score
+from consumer.core.snapshot_read import Archive, Section, SnapshotError, checked_int
+from consumer.core.vocab import FIRST_ID, Vocabulary
 
-__all__ = ["SnapshotError", "restore", "snapshot_bytes"]
+__all__ = ["FORMAT", "VERSION", "SnapshotError", "restore", "snapshot_bytes", "variable_specs"]
+
+FORMAT = "lstm-stream-snapshot"
+VERSION = 2  # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors
+
+
+def variable_specs(config: LearnerConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """The name and shape of each of the program's variables, from the config alone.
+
+    >>> variable_specs(LearnerConfig())[0]
+    ('model.weights.embedding', (259, 8))
+    """
+    names = [f"{slot}.{name}" for slot in ("weights", "adam_m", "adam_v") for name in Params._fields]
+    names += ["adam_step", *(f"mixer.{name}" for name in MixerState._fields)]
+    return [(f"model.{name}", shape) for name, shape in zip(names, state_shapes(config), strict=True)]
 
 
 def snapshot_bytes(learner: Learner) -> bytes:
     """Everything `learner` holds, as the bytes of an .npz archive."""
-    arrays = {**_variables(learner), **_key_arrays(learner)}
-    arrays["replay_rows"] = learner.replay_rows[: learner.replay_filled]
-    arrays.update(baseline_arrays(learner.baseline))
-    header = json.dumps(_header(learner), separators=(",", ":")).encode()
-    arrays["header"] = np.frombuffer(header, np.uint8)
+    config = learner.config
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fingerprint": config.fingerprint(),
+        "config": config.model_fields(),
+        "model_step": learner.model_step,
+        "messages": learner.messages,
+    }
+    state = learner.program.get_state()
+    arrays = {
+        name: np.asarray(a, np.float32) for (name, _), a in zip(variable_specs(config), state, strict=True)
+    }
+    parts = {
+        "vocab": learner.vocab.save(),
+        "keys": learner.keys.save(learner.vocab.end),
+        "baseline": learner.baseline.save(),
+        "replay": learner.replay.save(),
+        **{f"score_{name}": score.save() for name, score in learner.scores.items()},
+    }
+    for part, (fields, part_arrays) in parts.items():
+        header[part] = fields
+        arrays.update({f"{part}.{name}": array for name, array in part_arrays.items()})
+    arrays["header"] = np.frombuffer(json.dumps(header, separators=(",", ":")).encode(), np.uint8)
     buffer = io.BytesIO()
     # Uncompressed, the fastest; a Kafka producer's compression_type can compress the state topic.
     np.savez(buffer, allow_pickle=False, **arrays)
@@ -66,83 +112,81 @@ def restore(data: bytes, config: LearnerConfig, *, into: Learner | None = None) 
     """
     if into is not None and into.config != config:
         raise ValueError("restore(into=...): the learner was built with another config")
-    snapshot = read_snapshot(bytes(data), config)
+    archive = Archive(bytes(data))
+    header = archive.header()
+    _check_header(header, config)
+    parts = _read_parts(archive, header, config)
+    archive.check_all_read()
     learner = into if into is not None else Learner(config)
-    _apply(learner, snapshot)
+    learner.program.set_state(parts.pop("variables"))
+    for name, value in parts.items():
+        setattr(learner, name, value)
+    learner.names = list(learner.vocab.tokens)
     return learner
 
 
-def _header(learner: Learner) -> dict[str, Any]:
-    config = learner.config
+def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig) -> dict[str, Any]:
+    messages = checked_int(header, "messages")
+    model_step = checked_int(header, "model_step", high=messages)
+    size = config.vocab_size
+    variables = [archive.array(name, np.float32, shape) for name, shape in variable_specs(config)]
+    if not all(np.isfinite(v).all() for v in variables):
+        raise SnapshotError("corrupt snapshot: the model's variables must be finite")
+    vocab = Vocabulary.load(Section(archive, header, "vocab"), config.capacity, messages)
+    end = vocab.end
+    keep = config.history
+    keys = KeyTable.load(Section(archive, header, "keys"), config.max_keys, keep, end, messages)
+    in_use = {int(vocab.assigned_at[i]): i for i in range(FIRST_ID, end)}
+    baseline = Baseline.load(
+        Section(archive, header, "baseline"),
+        config.count_orders,
+        size,
+        config.baseline_max_contexts,
+        config.baseline_order,
+        in_use,
+    )
+    if baseline.unigram[end:].any():
+        raise SnapshotError("corrupt snapshot: baseline counts for ids not in use")
+    replay = Replay.load(
+        Section(archive, header, "replay"),
+        config.replay_buffer,
+        config.window + 1,
+        config.seed + 1,
+        end,
+        messages,
+    )
+    scores = {name: Score.load(Section(archive, header, f"score_{name}")) for name in PREDICTORS}
     return {
-        "format": FORMAT,
-        "version": VERSION,
-        "fingerprint": config.fingerprint(),
-        "config": config.model_fields(),
-        "model_step": learner.model_step,
-        "messages": learner.messages,
-        "evicted_keys": learner.evicted_keys,
-        "oov_seen": bool(learner.oov_seen),
-        "replay_filled": learner.replay_filled,
-        "replay_next": learner.replay_next,
-        "vocabulary": {"tokens": learner.vocab.tokens, "oov_count": learner.vocab.oov_count},
-        "rng": learner.rng.bit_generator.state,
-        "score": learner.score.to_dict(),
-        "baseline_score": learner.baseline_score.to_dict(),
-        "keys": list(learner.keys),
+        "variables": variables,
+        "vocab": vocab,
+        "keys": keys,
+        "baseline": baseline,
+        "replay": replay,
+        "scores": scores,
+        "messages": messages,
+        "model_step": model_step,
     }
 
 
-def _variables(learner: Learner) -> dict[str, np.ndarray]:
-    state = [np.asarray(a) for a in learner.program.get_state()]
-    specs = variable_specs(learner.config)
-    if [(a.shape, a.dtype) for a in state] != [(shape, np.dtype(np.float32)) for _, shape in specs]:
-        # The program's layout changed without the snapshot format following it.
-        raise SnapshotError("the learner's variables do not match the snapshot format")
-    return {name: array for (name, _), array in zip(specs, state, strict=True)}
-
-
-def _key_arrays(learner: Learner) -> dict[str, np.ndarray]:
-    states = list(learner.keys.values())
-    count, size = len(states), learner.config.vocab_size
-    lengths = np.fromiter((len(s.history) for s in states), np.int32, count=count)
-    history = itertools.chain.from_iterable(s.history for s in states)
-    probs = np.zeros((count, size), np.float32)
-    for i, state in enumerate(states):
-        if state.pending_probs is not None:
-            probs[i] = state.pending_probs
-    end = learner.vocab.end
-    if not probs[:, end:].any():  # ids past the vocabulary are masked out: their probability is 0
-        probs = probs[:, :end]  # often most of the snapshot otherwise (capacity 256, few tokens)
-    arrays: dict[str, np.ndarray] = {
-        "history_lengths": lengths,
-        "history_flat": np.fromiter(history, np.int32, count=int(lengths.sum())),
-        "seen": np.fromiter((s.seen for s in states), np.int64, count=count),
-        "pending": np.fromiter((-1 if s.pending is None else s.pending for s in states), np.int32, count),
-        "pending_mask": np.fromiter((s.pending is not None for s in states), np.bool_, count=count),
-        "pending_probs": probs,
-        "baseline_pending": np.fromiter(
-            (-1 if s.baseline_pending is None else s.baseline_pending for s in states), np.int32, count
-        ),
-    }
-    assert set(arrays) == {name for name, _, _ in key_array_specs(learner.config, 0)} | {"history_flat"}
-    return arrays
-
-
-def _apply(learner: Learner, snapshot: SnapshotData) -> None:
-    learner.program.set_state(snapshot.variables)
-    learner.vocab = snapshot.vocab
-    learner.keys = snapshot.keys
-    learner.baseline = snapshot.baseline
-    learner.score, learner.baseline_score = snapshot.score, snapshot.baseline_score
-    learner.rng.bit_generator.state = snapshot.rng_state
-    learner.replay_rows[:] = 0
-    learner.replay_rows[: len(snapshot.replay_rows)] = snapshot.replay_rows
-    counters = snapshot.counters
-    learner.model_step, learner.messages = counters["model_step"], counters["messages"]
-    learner.replay_filled, learner.replay_next = counters["replay_filled"], counters["replay_next"]
-    learner.evicted_keys = counters["evicted_keys"]
-    learner.oov_seen = snapshot.oov_seen
-    while len(learner.keys) > learner.config.max_keys:
-        learner.keys.popitem(last=False)
-        learner.evicted_keys += 1
+def _check_header(header: dict[str, Any], config: LearnerConfig) -> None:
+    if header.get("format") != FORMAT:
+        raise SnapshotError(f"not a snapshot: the header does not name the format {FORMAT!r}")
+    if type(header.get("version")) is not int or header["version"] != VERSION:
+        raise SnapshotError(
+            f"unsupported snapshot version {header.get('version')!r} (this build reads version {VERSION})"
+        )
+    theirs, ours = header.get("config"), config.model_fields()
+    if not isinstance(theirs, dict):
+        raise SnapshotError("corrupt snapshot: the header holds no config")
+    differ = [
+        f"--{name.replace('_', '-')} is {theirs.get(name)!r} in the snapshot, {ours.get(name)!r} here"
+        for name in sorted(set(theirs) | set(ours))
+        if theirs.get(name, ...) != ours.get(name, ...)
+    ]
+    if differ:
+        raise SnapshotError("snapshot from another model configuration: " + "; ".join(differ))
+    if header.get("fingerprint") != config.fingerprint():
+        raise SnapshotError(
+            f"snapshot fingerprint {header.get('fingerprint')!r} != {config.fingerprint()!r} "
+            "although the config fields agree (written by another version?)"
+        )

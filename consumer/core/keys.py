@@ -1,0 +1,145 @@
+"""The stream keys of one partition: each key's recent history and its pending predictions.
+
+A key's history starts with the begin-of-stream mark (BOS_ID) and keeps its last `keep`
+entries, each an id and the serial of the message it came with (so a reference to an id that
+was recycled since can be told apart). The pending predictions are those made after the key's
+last message, one per predictor: the guessed id and the log-probability of every class, kept
+as float16 (a hundredth of a nat is plenty for a log-loss, and it halves the memory of many keys).
+Beyond `max_keys` the least recently used key is evicted.
+
+>>> table = KeyTable(max_keys=2, keep=3)
+>>> for serial, key in enumerate(["a", "b", "a", "c"]):
+...     _ = table.touch(key, serial)
+>>> list(table.states), table.evicted, table.states["a"].ids
+(['a', 'c'], 1, [1])
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from consumer.core.scoring import PREDICTORS
+from consumer.core.snapshot_read import Section, check_range
+from consumer.core.vocab import BOS_ID, FIRST_ID, NEW_ID
+
+__all__ = ["FLOOR", "Key", "KeyState", "KeyTable"]
+
+Key = str | None
+FLOOR = np.float16(np.log(1e-12))  # the log-probability of a class a prediction ruled out
+
+
+@dataclass
+class KeyState:
+    ids: list[int] = field(default_factory=list)
+    serials: list[int] = field(default_factory=list)
+    seen: int = 0  # messages of this key
+    guesses: tuple[int, ...] = ()  # per predictor, after the last message; () before any
+    # (predictors, classes) float16: the classes NEW_ID, NEW_ID + 1, ... in use at the time
+    log_probs: np.ndarray | None = None
+    # The count model's uids of the newest entries (`consumer.core.baseline.uid_of`), valid
+    # while the vocabulary has recycled `checked` ids: a cache, never saved.
+    uids: list[int] = field(default_factory=list)
+    checked: int = -1
+
+
+class KeyTable:
+    def __init__(self, max_keys: int, keep: int) -> None:
+        self.max_keys = max_keys
+        self.keep = keep
+        self.states: OrderedDict[Key, KeyState] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def touch(self, key: Key, serial: int) -> KeyState:
+        """The key's state, most recently used now; a new key's history is [BOS] at `serial`."""
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = KeyState([BOS_ID], [serial])
+            self.trim(self.max_keys)
+        else:
+            self.states.move_to_end(key)
+        return state
+
+    def append(self, state: KeyState, token_id: int, serial: int) -> None:
+        state.ids.append(token_id)
+        state.serials.append(serial)
+        if len(state.ids) > self.keep:
+            del state.ids[0], state.serials[0]
+        state.seen += 1
+
+    def trim(self, max_keys: int) -> None:
+        while len(self.states) > max_keys:
+            self.states.popitem(last=False)
+            self.evicted += 1
+
+    # -- snapshot --------------------------------------------------------------------------
+    def save(self, end: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Keys least recently used first; pending log-probabilities of the classes below `end`
+        (padded with FLOOR: a class taken into use after a prediction is never read from it)."""
+        states = list(self.states.values())
+        count = len(states)
+        lengths = np.fromiter((len(s.ids) for s in states), np.int32, count)
+        log_probs = np.full((count, len(PREDICTORS), end - NEW_ID), FLOOR, np.float16)
+        guesses = np.full((count, len(PREDICTORS)), -1, np.int32)
+        for i, state in enumerate(states):
+            if state.log_probs is not None:
+                log_probs[i, :, : state.log_probs.shape[1]] = state.log_probs
+                guesses[i] = state.guesses
+        arrays: dict[str, np.ndarray] = {
+            "seen": np.fromiter((s.seen for s in states), np.int64, count),
+            "history_lengths": lengths,
+            "history_ids": np.fromiter((i for s in states for i in s.ids), np.int32, int(lengths.sum())),
+            "history_serials": np.fromiter(
+                (i for s in states for i in s.serials), np.int64, int(lengths.sum())
+            ),
+            "guesses": guesses,
+            "log_probs": log_probs,
+        }
+        return {"keys": list(self.states), "evicted": self.evicted}, arrays
+
+    @classmethod
+    def load(cls, section: Section, max_keys: int, keep: int, end: int, messages: int) -> KeyTable:
+        """Checked: histories as `touch`/`append` build them, ids and serials in range."""
+        keys = section.sequence("keys", 10**9)
+        if not all(k is None or isinstance(k, str) for k in keys) or len(set(keys)) != len(keys):
+            raise section.error("keys must be distinct strings and nulls")
+        count = len(keys)
+        seen = section.array("seen", np.int64, (count,))
+        lengths = section.array("history_lengths", np.int32, (count,))
+        if count and (seen.min() < 1 or not np.array_equal(lengths, np.minimum(seen + 1, keep))):
+            raise section.error("history lengths disagree with the keys' message counts")
+        total = int(lengths.sum(dtype=np.int64))
+        ids = section.array("history_ids", np.int32, (total,))
+        serials = section.array("history_serials", np.int64, (total,))
+        guesses = section.array("guesses", np.int32, (count, len(PREDICTORS)))
+        log_probs = section.array("log_probs", np.float16, (count, len(PREDICTORS), end - NEW_ID))
+        starts = np.concatenate([[0], np.cumsum(lengths)])[:-1].astype(np.int64)
+        is_bos = np.zeros(total, bool)
+        is_bos[starts[seen + 1 <= keep]] = True
+        if not np.array_equal(ids == BOS_ID, is_bos):
+            raise section.error("a history must start with BOS, and hold it nowhere else")
+        check_range("history", ids[~is_bos], FIRST_ID, end)
+        check_range("history serials", serials, 0, max(messages, 1))
+        check_range("guesses", guesses, FIRST_ID, end)
+        if not np.isfinite(log_probs).all() or (log_probs.size and log_probs.max() > 0):
+            raise section.error("log-probabilities must be finite and <= 0")
+        table = cls(max_keys, keep)
+        table.evicted = section.integer("evicted")
+        id_list, serial_list = ids.tolist(), serials.tolist()
+        for i, key in enumerate(keys):
+            start, stop = int(starts[i]), int(starts[i]) + int(lengths[i])
+            table.states[key] = KeyState(
+                id_list[start:stop],
+                serial_list[start:stop],
+                int(seen[i]),
+                tuple(guesses[i].tolist()),
+                log_probs[i],
+            )
+        table.trim(max_keys)
+        return table
