@@ -12,7 +12,7 @@ help:
 	@echo "make soak-crash   the crash test at full size: 20,000 messages, 10 SIGKILLs (~10 min)"
 	@echo "make soak-load    the load test at full size: 1,000,000 messages over 1,000 keys (~25 min)"
 	@echo "make bench-learner  bench/learner.py: the core's speed beside the seed's loop, capacities 64-1024 (~10 min)"
-	@echo "make bench-quality  bench/quality.py: every kind of stream, 3 generator seeds each, full size (~25 min)"
+	@echo "make bench-quality  bench/quality.py: every kind of stream, 3 generator seeds each, full size (~15 min)"
 	@echo "make kafka-up     start the local broker (scripts/kafka up); kafka-down, kafka-status"
 
 venv: $(VENV)/.installed

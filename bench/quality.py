@@ -32,6 +32,14 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if "TF_XLA_FLAGS" not in os.environ:  # every run builds the same program: compile it once
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="lstm-stream-quality-xla-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["TF_XLA_FLAGS"] = f"--tf_xla_persistent_cache_directory={_cache}"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
