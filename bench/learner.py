@@ -17,13 +17,15 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import asdict, replace
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
@@ -93,6 +95,47 @@ def throughput(config: LearnerConfig, messages: int, per_call: int) -> float:
     return messages / (time.perf_counter() - started)
 
 
+def start_up(messages: int) -> dict[str, float | None]:
+    """Whole processes, as a user starts one: `lstm-consumer evaluate` on `messages` seed
+    tokens, from process start to its report (every prediction made), with an empty compile
+    cache (cold) and again with the cache the first run filled (warm); resident memory after
+    start-up (rss) and its peak; and, for the floor under both, `import tensorflow` alone."""
+    out: dict[str, float | None] = {}
+    with tempfile.TemporaryDirectory(prefix="lstm-stream-bench-start-") as tmp:
+        tokens = Path(tmp) / "tokens.txt"
+        tokens.write_text("".join(f"{t}\n" for t in seed_stream(messages)))
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from consumer.cli import main; sys.exit(main())",
+            "evaluate",
+            "--quiet",
+            "--json",
+            "--compile-cache-dir",
+            str(Path(tmp) / "xla"),
+            str(tokens),
+        ]
+        env = {k: v for k, v in os.environ.items() if k not in ("TF_XLA_FLAGS", "TF_CPP_MIN_LOG_LEVEL")}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        for run in ("cold", "warm"):
+            started = time.perf_counter()
+            result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            report = json.loads(result.stdout)
+            out[f"{run}_start_s"] = time.perf_counter() - started
+            out[f"{run}_rss_after_start_mb"] = report["rss_mb"]
+            out[f"{run}_peak_rss_mb"] = report["max_rss_mb"]
+            out[f"{run}_stderr_lines"] = len(result.stderr.splitlines())
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", "import tensorflow"],
+            env={**env, "TF_USE_LEGACY_KERAS": "1"},
+            check=True,
+            capture_output=True,
+        )
+        out["tensorflow_import_s"] = time.perf_counter() - started
+    return out
+
+
 def learning(config: LearnerConfig, messages: int) -> dict[str, float | int | None]:
     """msgs_to_99 and the hit rate over the next 5,000, for the published predictions and the
     LSTM alone, from `consumer.evaluate` (the same figures as `lstm-consumer evaluate`)."""
@@ -122,6 +165,7 @@ def main() -> int:
     parser.add_argument("--single-messages", type=int, default=500)
     parser.add_argument("--relaxed-messages", type=int, default=40960)
     parser.add_argument("--learn-messages", type=int, default=5600)
+    parser.add_argument("--start-messages", type=int, default=100, help="messages of the start-up runs")
     parser.add_argument(
         "--capacities",
         default="",
@@ -139,6 +183,13 @@ def main() -> int:
     assert isinstance(strict, float)
     assert isinstance(naive, float)
     result["speedup_strict_vs_naive"] = strict / naive
+    for name in ("strict_single", "relaxed"):
+        rate = result[f"{name}_msgs_per_s"]
+        assert isinstance(rate, float)
+        result[f"speedup_{name}_vs_naive"] = rate / naive
+    result.update(start_up(args.start_messages))
+    # The targets' figure: resident memory after a start, one partition, cache filled.
+    result["rss_after_start_mb"] = result["warm_rss_after_start_mb"]
     result.update(learning(config, args.learn_messages))
     if args.capacities:
         result["strict_msgs_per_s_by_capacity"] = {

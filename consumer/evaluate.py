@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import resource
 import sys
 import time
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.core.rolling import Rolling
 from consumer.core.scoring import PREDICTORS
@@ -114,6 +116,27 @@ class Report:
     tracker: Tracker = field(repr=False)
 
 
+def peak_resident_mb() -> float:
+    """The process's peak resident memory, in MB: VmHWM on Linux (ru_maxrss there keeps the
+    peak of the process that exec'ed this one, e.g. a benchmark's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def resident_mb() -> float | None:
+    """The process's resident memory now (Linux), in MB; max_rss_mb is its peak."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _replay(
     learner: Learner, records: list[Record], settings: EvaluateSettings, tracker: Tracker
 ) -> list[float]:
@@ -193,7 +216,10 @@ def _results(
         "new_tokens": learner.vocab.new_tokens,
         "recycled_tokens": learner.vocab.recycled,
         "baseline_contexts": learner.baseline.contexts,
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "max_rss_mb": peak_resident_mb(),
+        "rss_mb": resident_mb(),
+        "compile_cache_dir": str(compile_cache.shared_dir()) if compile_cache.shared_dir() else None,
+        "compiled_programs": compile_cache.compiled_programs() if compile_cache.shared_dir() else None,
         "model_step": learner.model_step,
         "mode": learner.config.mode,
         "chunk": settings.chunk,

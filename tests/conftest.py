@@ -17,7 +17,13 @@ from typing import NoReturn
 
 import pytest
 
+from consumer.core import compile_cache
+
 REPO = Path(__file__).resolve().parent.parent
+
+# The tests' own learners share the run's compile cache (scripts/test sets it) with the consumer
+# processes they start; before any test compiles. Never the user's cache: no variable, no cache.
+compile_cache.enable(os.environ.get("LSTM_CONSUMER_COMPILE_CACHE_DIR", ""))
 KAFKA_SCRIPT = REPO / "scripts" / "kafka"
 
 

@@ -126,16 +126,28 @@ def test_published_ports_are_loopback_only_and_the_consumer_scales() -> None:
 
 def test_named_volumes_hold_the_data() -> None:
     volumes = set(compose_config()["volumes"])
-    assert {"kafka-data", "prometheus-data", "grafana-data"} <= volumes
+    assert {"kafka-data", "prometheus-data", "grafana-data", "compile-cache"} <= volumes
     for name, volume in (
         ("kafka", "kafka-data"),
         ("prometheus", "prometheus-data"),
         ("grafana", "grafana-data"),
+        ("consumer", "compile-cache"),
     ):
         mounts = [
             str(m.get("source") if isinstance(m, dict) else m.split(":")[0]) for m in service(name)["volumes"]
         ]
         assert volume in mounts, f"{name} does not keep its data in {volume}"
+
+
+def test_the_compile_cache_volume_is_where_the_consumer_looks() -> None:
+    from consumer.core.compile_cache import DEFAULT_DIR
+
+    mounts = [m if isinstance(m, dict) else dict(zip(("source", "target"), m.split(":"), strict=False))
+              for m in service("consumer")["volumes"]]  # fmt: skip
+    target = next(m["target"] for m in mounts if m.get("source") == "compile-cache")
+    assert target == DEFAULT_DIR.replace("~", "/home/lstm")  # the image's user's home
+    assert "LSTM_CONSUMER_COMPILE_CACHE_DIR" not in service("consumer")["environment"]
+    assert f"install -d -o lstm -g lstm {target}" in (DOCKER / "consumer.Dockerfile").read_text()
 
 
 def test_the_broker_can_run_transactions_on_one_node() -> None:

@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ PER_PREDICTOR = (
 )
 RESULT_KEYS = {
     "messages", "predictions", "msgs_per_s", "vocabulary", "new_tokens", "recycled_tokens", "max_rss_mb",
-    "model_step", "mode", "config",
+    "rss_mb", "compile_cache_dir", "compiled_programs", "model_step", "mode", "config",
     *PER_PREDICTOR, *(f"lstm_{k}" for k in PER_PREDICTOR), *(f"baseline_{k}" for k in PER_PREDICTOR),
 }  # fmt: skip
 
@@ -162,6 +163,54 @@ def test_evaluate_reports_one_json_object_and_plots(tmp_path: Path) -> None:
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert plot.stat().st_size > 1000
     assert "lstm-consumer evaluate: 300 messages" in result.stderr
+
+
+def test_processes_share_the_compile_cache_and_the_next_start_compiles_nothing(tmp_path: Path) -> None:
+    """Two processes start at once on an empty cache directory, as replicas on one volume do:
+    both work, the directory ends up with whole entries only, and a third process loads its
+    program from there instead of compiling. TensorFlow's start-up lines stay silent."""
+    source = tmp_path / "tokens.txt"
+    source.write_text("".join(f"{'abcab'[i % 5]}\n" for i in range(120)))
+    cache = tmp_path / "xla"
+    command = [sys.executable, "-m", "consumer", "evaluate", str(source), "--json", "--quiet", *SMALL]
+    command += ["--compile-cache-dir", str(cache)]
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_XLA_FLAGS")}
+    pair = [
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in pair]
+    reports = []
+    for process, (stdout, stderr) in zip(pair, outputs, strict=True):
+        assert process.returncode == 0, stderr
+        assert stderr == ""  # no TensorFlow C++ lines, no warnings
+        reports.append(json.loads(stdout))
+    assert all(report["compiled_programs"] >= 1 for report in reports)
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries
+    assert all(name.endswith(".pb") and not name.startswith(".") for name in entries)
+    third = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert third.returncode == 0, third.stderr
+    report = json.loads(third.stdout)
+    assert report["compiled_programs"] == 0
+    assert report["compile_cache_dir"] == str(cache)
+    assert sorted(p.name for p in cache.iterdir()) == entries
+    for key in ("hit_rate", "lstm_hit_rate", "log_loss", "model_step"):
+        assert report[key] == reports[0][key]  # a loaded program computes what a compiled one does
+    for process in pair:  # each process's private copy went with it
+        assert not list(Path(tempfile.gettempdir()).glob(f"lstm-stream-xla-{process.pid}-*"))
+
+
+def test_no_compile_cache_when_the_option_is_empty(tmp_path: Path) -> None:
+    source = tmp_path / "tokens.txt"
+    source.write_text("a\nb\n" * 20)
+    result = consumer("evaluate", str(source), "--json", "--quiet", "--compile-cache-dir", "", *SMALL)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["compile_cache_dir"] is None
+    assert report["compiled_programs"] is None
 
 
 @pytest.mark.parametrize(

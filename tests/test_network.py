@@ -43,7 +43,7 @@ def test_gradient_matches_autodiff(loss_steps: int) -> None:
         tape.watch(list(p))
         _, cache = forward(p, ids, keep=True)
         assert cache is not None
-        hidden = tf.stack(cache.hiddens[STEPS + 1 - loss_steps :], axis=1)
+        hidden = tf.transpose(cache.hiddens[STEPS + 1 - loss_steps :], [1, 0, 2])
         nxt = targets[:, STEPS - loss_steps :]
         trained = tf.cast(nxt >= 2, tf.float32)
         logits = masked_logits(p, hidden, valid)

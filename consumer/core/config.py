@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from consumer.core.compile_cache import DEFAULT_DIR as DEFAULT_CACHE_DIR
 from consumer.core.vocab import RESERVED
 from lstm_stream.settings import ConfigError, at_least, option
 
@@ -72,6 +73,11 @@ class LearnerConfig:
     )
     intra_op_threads: int = option(1, "TensorFlow intra-op threads", group=MODEL)
     inter_op_threads: int = option(1, "TensorFlow inter-op threads", group=MODEL)
+    compile_cache_dir: str = option(
+        DEFAULT_CACHE_DIR,
+        "compiled programs kept here for the next start (shared safely by processes; empty: none)",
+        group=MODEL,
+    )
 
     def __post_init__(self) -> None:
         for name, low in (
@@ -137,7 +143,7 @@ class LearnerConfig:
     def model_fields(self) -> dict[str, Any]:
         """What a snapshot must agree on to be restored (threads and key limits may change)."""
         data = dataclasses.asdict(self)
-        for free in ("intra_op_threads", "inter_op_threads", "max_keys", "mode"):
+        for free in ("intra_op_threads", "inter_op_threads", "max_keys", "mode", "compile_cache_dir"):
             data.pop(free)
         return data
 

@@ -7,10 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TF_CPP_MIN_LOG_LEVEL=2 \
     MPLCONFIGDIR=/tmp/matplotlib
 
-RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin lstm
+# The compile cache's directory exists, owned by the user, so a volume mounted on it is writable.
+RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin lstm \
+    && install -d -o lstm -g lstm /home/lstm/.cache/lstm-stream/xla
 WORKDIR /app
 
 # Dependencies first, from the pins alone: this layer (TensorFlow: the big one) is rebuilt only
