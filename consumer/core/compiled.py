@@ -41,6 +41,8 @@ __all__ = [
     "initial_weights",
     "mixer_size",
     "state_shapes",
+    "width_for",
+    "widths",
 ]
 
 BUCKETS = (8, 64, 512, 4096)
@@ -99,6 +101,25 @@ def mixer_size(config: LearnerConfig) -> tuple[int, int]:
     return 1 + len(config.mixed_rows), config.vocab_size
 
 
+WIDTHS = (8, 32, 128)  # output widths compiled below the full vocabulary
+
+
+def widths(vocab_size: int) -> tuple[int, ...]:
+    """The vocabulary widths a program is compiled for: a few below the full size, then it."""
+    return (*(w for w in WIDTHS if w < vocab_size), vocab_size)
+
+
+def width_for(vocab_end: int, vocab_size: int) -> int:
+    """The narrowest width that holds the ids in use (ids below vocab_end)."""
+    return next(w for w in widths(vocab_size) if w >= vocab_end)
+
+
+def _vocab_axes() -> list[int | None]:
+    """For each array of `state_shapes`, its axis over token ids (None: it has none)."""
+    params = [0, None, None, None, 1, 0]  # embedding, kernel, recurrent, bias, dense kernel, bias
+    return [*params, *params, *params, None, 0, None, 0, None]  # mixer: weights, shared, updates, n
+
+
 def state_shapes(config: LearnerConfig) -> list[tuple[int, ...]]:
     """The program's state: weights, Adam m, Adam v (each in `Params` order), the Adam step,
     then the mixer's `MixerState`."""
@@ -131,6 +152,32 @@ class Batch:
             np.full(size, RESERVED, np.int32),
             np.zeros((size, 2, len(config.mixed_rows), vocab), np.float32),
             0,
+        )
+
+    def segment(self, start: int, end: int, size: int, width: int) -> Batch:
+        """Messages start..end as a batch of `size` (padded as `empty` pads) at a vocabulary
+        `width`: the count rows cut to it (every id in use is below it)."""
+        count = end - start
+
+        def take(array: np.ndarray, pad: int) -> np.ndarray:
+            if start == 0 and count == array.shape[0] == size:
+                return array
+            out = np.full((size, *array.shape[1:]), pad, array.dtype)
+            out[:count] = array[start:end]
+            return out
+
+        counts = self.counts[start:end, :, :, :width]
+        padded = np.zeros((size, *counts.shape[1:]), np.float32)
+        padded[:count] = counts
+        return Batch(
+            take(self.inputs, 0),
+            take(self.targets, 0),
+            take(self.replay_inputs, 0),
+            take(self.replay_targets, 0),
+            take(self.reset, -1),
+            take(self.vocab_end, RESERVED),
+            padded,
+            count,
         )
 
 
@@ -176,21 +223,37 @@ class Program:
             raise ValueError("state arrays do not match the model's shapes")
         self.state.assign(self._pack(arrays))
 
-    def _read(self, state: tf.Variable) -> tuple[Params, AdamState, MixerState]:
+    def _read(self, state: tf.Variable, width: int) -> tuple[Params, AdamState, MixerState, list[tf.Tensor]]:
+        """The state's arrays cut to the first `width` token ids, and the whole arrays."""
         parts = tf.split(state.read_value(), self._sizes)
-        tensors = [tf.reshape(part, shape) for part, shape in zip(parts, self._shapes, strict=True)]
+        whole = [tf.reshape(part, shape) for part, shape in zip(parts, self._shapes, strict=True)]
+        tensors = [
+            t if axis is None else (t[:width] if axis == 0 else t[:, :width])
+            for t, axis in zip(whole, _vocab_axes(), strict=True)
+        ]
         n = len(Params._fields)
         adam = AdamState(Params(*tensors[n : 2 * n]), Params(*tensors[2 * n : 3 * n]), tensors[3 * n])
-        return Params(*tensors[:n]), adam, MixerState(*tensors[3 * n + 1 :])
+        return Params(*tensors[:n]), adam, MixerState(*tensors[3 * n + 1 :]), whole
 
-    def _write(self, state: tf.Variable, params: Params, adam: AdamState, mixer: MixerState) -> None:
+    def _write(
+        self, state: tf.Variable, params: Params, adam: AdamState, mixer: MixerState, whole: list[tf.Tensor]
+    ) -> None:
+        """Store the arrays back; ids past the width (never in use yet) keep what they held."""
         tensors = [*params, *adam.m, *adam.v, adam.step, *mixer]
-        state.assign(tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0))
+        out = []
+        for new, old, axis in zip(tensors, whole, _vocab_axes(), strict=True):
+            width = None if axis is None else new.shape[axis]
+            if width is not None and width < old.shape[axis]:
+                rest = old[width:] if axis == 0 else old[:, width:]
+                new = tf.concat([new, rest], axis=axis)
+            out.append(tf.reshape(new, [-1]))
+        state.assign(tf.concat(out, axis=0))
 
     # -- programs --------------------------------------------------------------------------
     def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Process a batch; return the LSTM's next-token probabilities after each message
-        (count, V), the mixture's (count, V), and the training losses (count,)."""
+        (count, W), the mixture's (count, W), and the training losses (count,), W being the
+        batch's width (its count rows'): one program per bucket size and width."""
         lstm, mixture, losses = self._step(
             self.state,
             tf.constant(batch.inputs),
@@ -204,7 +267,7 @@ class Program:
         )
         count = batch.count
         outputs = lstm.numpy()[:count], mixture.numpy()[:count], losses.numpy()[:count]
-        compiled = (self._key, batch.inputs.shape[0])
+        compiled = (self._key, batch.inputs.shape[0], batch.counts.shape[-1])
         if compiled not in _COMPILED:  # this call compiled its program (or loaded it)
             _COMPILED.add(compiled)
             compile_cache.publish()
@@ -249,11 +312,13 @@ class Program:
         inputs_after = tf.concat([after[None], counts[1]], axis=0)
         return mixer, mixer_mix(mixer, inputs_after, window[-1], valid_after)
 
-    def warm_up(self, size: int) -> None:
-        """Compile the program of the bucket for `size` messages now (a call of none: state unchanged)."""
+    def warm_up(self, size: int, vocab_end: int = RESERVED) -> None:
+        """Compile the program of the bucket for `size` messages, at the width for `vocab_end`,
+        now (a call of none: state unchanged)."""
         bucket = next(b for b in BUCKETS if b >= size)
         replay = self.config.replay if self.config.mode == "strict" else 0
-        self.run(Batch.empty(bucket, self.config, replay))
+        width = width_for(vocab_end, self.config.vocab_size)
+        self.run(Batch.empty(bucket, self.config, replay).segment(0, 0, bucket, width))
 
     def _reset_rows(self, params: Params, adam: AdamState, token_id: tf.Tensor) -> tuple[Params, AdamState]:
         """A recycled id starts afresh: its embedding row, output column and bias, and their Adam
@@ -296,10 +361,10 @@ class Program:
         counts: tf.Tensor,
         count: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        size = self.config.vocab_size
+        size = counts.shape[-1]  # the width: every id in use is below it
         rows_per_step = 1 + replay_inputs.shape[1]
         row_weights = tf.fill((rows_per_step,), 1.0 / rows_per_step)
-        params, adam, mixer = self._read(state)
+        params, adam, mixer, whole = self._read(state, size)
         lstm_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
         mixture_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
         loss_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
@@ -334,7 +399,7 @@ class Program:
             body,
             (tf.constant(0), params, adam, mixer, lstm_out, mixture_out, loss_out),
         )
-        self._write(state, params, adam, mixer)
+        self._write(state, params, adam, mixer, whole)
         return lstm_out.stack(), mixture_out.stack(), loss_out.stack()
 
     def _relaxed_step(
@@ -349,8 +414,8 @@ class Program:
         counts: tf.Tensor,
         count: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        size = self.config.vocab_size
-        params, adam, mixer = self._read(state)
+        size = counts.shape[-1]
+        params, adam, mixer, whole = self._read(state, size)
         # Every prediction of the batch comes from the weights as of the batch start.
         after = predict_probs(params, inputs[:, 1:], _valid(vocab_end, size))
         # The batch holds consecutive windows of its keys, which already cover what strict mode
@@ -388,7 +453,7 @@ class Program:
         params, adam = tf.nest.map_structure(
             lambda new, old: tf.where(count > 0, new, old), (new_params, new_adam), (params, adam)
         )
-        self._write(state, params, adam, mixer)
+        self._write(state, params, adam, mixer, whole)
         loss = tf.where(count > 0, loss, 0.0)
         return after, mixture_out.stack(), tf.fill((inputs.shape[0],), loss)
 
@@ -397,7 +462,7 @@ class Program:
 # process with many partitions (or a learner restored from a snapshot) traces and compiles each
 # bucket once: the state variable is an argument, not a captured value.
 _SHARED: dict[tuple[Any, ...], Any] = {}
-_COMPILED: set[tuple[tuple[Any, ...], int]] = set()  # (program key, bucket) run at least once
+_COMPILED: set[tuple[tuple[Any, ...], int, int]] = set()  # (program key, bucket, width) run once
 
 
 def _release_freed_memory() -> None:

@@ -37,13 +37,14 @@ True
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from consumer.core.baseline import NEW_UID, Baseline, uid_of
-from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads
+from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads, width_for
 from consumer.core.config import LearnerConfig
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
@@ -135,7 +136,7 @@ class Learner:
     # -- the host pass before the compiled call --------------------------------------------
     def _process(self, records: Sequence[tuple[Key, str]]) -> list[Prediction]:
         cfg = self.config
-        size = next(b for b in BUCKETS if b >= max(len(records), self.min_batch))
+        size = self._bucket(len(records))
         replay = cfg.replay if cfg.mode == "strict" else 0  # relaxed batches train without replay
         batch = Batch.empty(size, cfg, replay)
         batch.count = count = len(records)
@@ -159,8 +160,36 @@ class Learner:
         baseline = np.zeros((count, cfg.vocab_size), np.float32)
         baseline[:, :width] = counts.backoff(cfg.baseline_row)
         batch.counts[:count, :, :, :width] = counts.blend()[:, :, cfg.mixed_rows]
-        lstm, mixture, losses = self.program.run(batch)
+        lstm, mixture, losses = self._run(batch)
         return self._finish_all(messages, lstm, mixture, baseline, losses)
+
+    def _run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The compiled call(s), at the narrowest vocabulary width that holds the ids in use.
+
+        Strict: each message runs at its own width (the width for the vocabulary after it), so
+        that a message's arithmetic never depends on how messages are grouped into calls; a call
+        whose vocabulary crosses a width runs as one segment per width. Relaxed: one step per
+        call, at the width of its last message."""
+        count, vocab = batch.count, self.config.vocab_size
+        lstm = np.zeros((count, vocab), np.float32)
+        mixture = np.zeros((count, vocab), np.float32)
+        losses = np.zeros(count, np.float32)
+        if not count:
+            return lstm, mixture, losses
+        ends = batch.vocab_end[:count]
+        per_message = np.array([width_for(int(end), vocab) for end in ends], np.int64)
+        if self.config.mode != "strict":
+            per_message[:] = per_message[-1]
+        cuts = [0, *(np.flatnonzero(np.diff(per_message)) + 1).tolist(), count]
+        for start, end in itertools.pairwise(cuts):
+            width = int(per_message[start])
+            size = batch.inputs.shape[0] if len(cuts) == 2 else self._bucket(end - start)
+            out = self.program.run(batch.segment(start, end, size, width))
+            lstm[start:end, :width], mixture[start:end, :width], losses[start:end] = out
+        return lstm, mixture, losses
+
+    def _bucket(self, count: int) -> int:
+        return next(b for b in BUCKETS if b >= max(count, self.min_batch))
 
     def _prepare(
         self, i: int, key: Key, token: str, ids: np.ndarray, serials: np.ndarray, counts: CountRows

@@ -181,7 +181,9 @@ def loss_and_grads(
     tc = cache.tanh_cells
     to_cell = o * (1.0 - tc * tc)  # d h / d c
     # d z / d c for the i, f, g pre-activations, and d z / d h for o's.
-    factors = tf.concat([g * i * (1.0 - i), cache.cells[:-1] * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)], 2)
+    factors = tf.concat(
+        [g * i * (1.0 - i), cache.cells[:-1] * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)], 2
+    )
 
     def back(t, dh, dc, d_z):  # type: ignore[no-untyped-def]
         dh = dh + d_hiddens[t]
