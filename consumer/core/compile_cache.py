@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 __all__ = ["DEFAULT_DIR", "compiled_programs", "enable", "publish", "shared_dir"]
@@ -87,7 +88,7 @@ def publish() -> int:
         if entry.name in _published:  # compiled again over a copy that did not load
             _published[entry.name] = written
             continue
-        staging = _shared / f".{entry.name}.{os.getpid()}.tmp"
+        staging = _shared / f".{entry.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             shutil.copyfile(entry, staging)
             os.replace(staging, _shared / entry.name)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +48,8 @@ __all__ = [
 ]
 
 BUCKETS = (8, 64, 512, 4096)
+
+log = logging.getLogger(__name__)
 
 
 def configure_threads(intra: int, inter: int) -> None:
@@ -268,6 +272,7 @@ class Program:
         program = (self._key, batch.inputs.shape[0], batch.counts.shape[-1])
         concrete = _CONCRETE.get(program)
         first = concrete is None
+        started = time.monotonic()
         if concrete is None:
             # The traced program itself: calling it skips tf.function's per-call argument
             # binding and lookup (about 0.4 ms of a one-message call).
@@ -276,8 +281,16 @@ class Program:
         count = batch.count
         outputs = lstm.numpy()[:count], mixture.numpy()[:count], losses.numpy()[:count]
         if first:  # this call compiled its program (or loaded it from the cache)
-            compile_cache.publish()
+            compiled = compile_cache.publish()
             _release_freed_memory()
+            log.info(
+                "%s program for %d messages at vocabulary width %d ready in %.1f s (%s)",
+                self.config.mode,
+                batch.inputs.shape[0],
+                batch.counts.shape[-1],
+                time.monotonic() - started,
+                "compiled" if compiled or not compile_cache.shared_dir() else "from the compile cache",
+            )
         return outputs
 
     def _train(
