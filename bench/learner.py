@@ -4,11 +4,15 @@
 
 Prints one JSON object: naive_msgs_per_s (Keras model.fit + model.predict per message, the
 seed's loop with its bug fixed), strict_msgs_per_s (backlog: 4,096 messages per call),
-strict_single_msgs_per_s (one message per call), relaxed_msgs_per_s, speedup_strict_vs_naive,
-msgs_to_99 and hit_rate_after_99 (default settings, from scratch, on the seed sequence), for the
-published predictions and the LSTM alone (lstm_*), and the machine's load average. With
---capacities 64,256,1024: strict backlog msgs/s at each vocabulary capacity too (the cost of a
-larger vocabulary; each capacity compiles its own program).
+strict_single_msgs_per_s (one message per call), relaxed_msgs_per_s, each with its
+speedup_*_vs_naive (the ratio that carries from one machine to another); the start-up as whole
+`lstm-consumer evaluate` processes on --start-messages seed tokens: cold_start_s (empty compile
+cache) and warm_start_s (the cache the cold run filled), resident memory after each
+(rss_after_start_mb is the warm one) and its peak, the stderr lines each printed, and
+tensorflow_import_s (the floor under both); msgs_to_99 and hit_rate_after_99 (default settings,
+from scratch, on the seed sequence) for the published predictions and the LSTM alone (lstm_*);
+and the machine's load average. With --capacities 64,256,1024: strict backlog msgs/s at each
+vocabulary capacity too (each capacity compiles its own programs).
 """
 
 from __future__ import annotations
