@@ -3,7 +3,10 @@
 Inputs are prepared by the host (windows and their targets, replay windows, (re)assigned ids,
 the vocabulary in use); weights and Adam state live in one flat `tf.Variable`, updated in place.
 Batches are padded to a few bucket sizes so each program is traced and compiled once per bucket;
-the loop stops at the real message count, so padding costs no compute.
+the loop stops at the real message count, so padding costs no compute. A program also works at a
+vocabulary width (`widths`): the first W token ids, those in use, of every array over token ids
+(embedding, output layer, their Adam slots, the mixer's contexts, the count rows), so a small
+vocabulary does not pay for the capacity; the ids past it keep their values in the state.
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ class Batch:
     replay_targets: np.ndarray  # (N, R, L) int32
     reset: np.ndarray  # (N,) int32: an id (re)assigned by the message, its rows start afresh; -1 none
     vocab_end: np.ndarray  # (N,) int32: ids below this are in use after the message
-    counts: np.ndarray  # (N, 2, mixed rows, V) float32: the count model before / after the message
+    counts: np.ndarray  # (N, 2, mixed rows, V or a width W) float32: count rows before / after it
     count: int  # real messages; the rest is padding
 
     @classmethod
