@@ -165,17 +165,16 @@ class Batch:
         """Messages start..end as a batch of `size` (padded as `empty` pads) at a vocabulary
         `width`: the count rows cut to it (every id in use is below it)."""
         count = end - start
+        # The whole batch at its own size: its padding rows are padding already, no copy.
+        whole = start == 0 and end == self.count and size == self.inputs.shape[0]
 
-        def take(array: np.ndarray, pad: int) -> np.ndarray:
-            if start == 0 and count == array.shape[0] == size:
+        def take(array: np.ndarray, pad: float) -> np.ndarray:
+            if whole:
                 return array
             out = np.full((size, *array.shape[1:]), pad, array.dtype)
             out[:count] = array[start:end]
             return out
 
-        counts = self.counts[start:end, :, :, :width]
-        padded = np.zeros((size, *counts.shape[1:]), np.float32)
-        padded[:count] = counts
         return Batch(
             take(self.inputs, 0),
             take(self.targets, 0),
@@ -183,7 +182,7 @@ class Batch:
             take(self.replay_targets, 0),
             take(self.reset, -1),
             take(self.vocab_end, RESERVED),
-            padded,
+            take(self.counts, 0.0)[:, :, :, :width],
             count,
         )
 

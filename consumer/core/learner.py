@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from consumer.core.baseline import NEW_UID, Baseline, uid_of
-from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads, width_for
+from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads, widths
 from consumer.core.config import LearnerConfig
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
@@ -176,8 +176,8 @@ class Learner:
         losses = np.zeros(count, np.float32)
         if not count:
             return lstm, mixture, losses
-        ends = batch.vocab_end[:count]
-        per_message = np.array([width_for(int(end), vocab) for end in ends], np.int64)
+        sizes = np.array(widths(vocab))
+        per_message = sizes[np.searchsorted(sizes, batch.vocab_end[:count])]  # as width_for, vectorised
         if self.config.mode != "strict":
             per_message[:] = per_message[-1]
         cuts = [0, *(np.flatnonzero(np.diff(per_message)) + 1).tolist(), count]
