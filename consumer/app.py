@@ -33,7 +33,12 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
         "lstm-consumer %s starting", __version__, extra=logs.fields(**describe(settings), **describe(config))
     )
     probe = Probe(stall_limit_s=max(60.0, settings.max_poll_interval_ms / 1000))
-    metrics = Metrics(config.model_fields() | {"mode": config.mode}, __version__)
+    service: Service | None = None
+    metrics = Metrics(
+        config.model_fields() | {"mode": config.mode},
+        __version__,
+        partitions=lambda: service.partitions() if service is not None else {},
+    )
     stats = Stats(settings.status_interval_s, metrics)
     service = Service(settings, config, probe, stats)
     try:

@@ -3,12 +3,17 @@
 Naming follows Prometheus's conventions: one prefix (``lstm_stream_``), base units in the name
 (``_seconds``, ``_bytes``), counters ending in ``_total``, ratios in 0..1, no stream keys in
 labels (``partition``, and ``predictor`` = published / lstm / baseline on the scores, so the
-LSTM's own hit rate and the baseline's are always beside the published one). Children without
-a partition exist from start-up; a partition's children are created when it is assigned, and
-its gauges are removed when it leaves (another instance reports them then).
+LSTM's own hit rate and the baseline's are always beside the published one).
 
->>> m = Metrics(model={"window": 64}, version="0.1.0")
->>> m.partition_assigned(0)
+Two kinds. The service's own events (dead letters, transactions, rebalances, timings) are
+prometheus_client metrics it updates as they happen. Everything about a partition is read when
+Prometheus scrapes (`PartitionCollector`): the learners keep their own totals, scores and sizes,
+and the collector reads them from a copy of the assigned partitions, so the processing loop pays
+nothing for them and a partition's series exist exactly while this instance holds it (another
+instance reports them then). Per-partition counters count since this instance took the
+partition: a restored learner's earlier counts are not counted again.
+
+>>> m = Metrics(model={"window": 64}, version="0.1.0", partitions=dict)
 >>> m.dead_letter("empty")
 >>> b"lstm_stream_dead_letters_total{reason=\\"empty\\"} 1.0" in m.render()[0]
 True
@@ -16,18 +21,18 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer.core.scoring import PREDICTORS, ROLLING
 from consumer.records import REASONS
 
-__all__ = ["PREFIX", "Metrics"]
+__all__ = ["PREFIX", "Metrics", "PartitionCollector", "learner_totals"]
 
 PREFIX = "lstm_stream_"
 WINDOWS = ("100", "1000", "all")
@@ -50,68 +55,15 @@ PROCESSING_BUCKETS = (
     10,
 )
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-LOSS_SMOOTHING = 0.01  # weight of the newest training loss in the moving average
 
 
 class Metrics:
-    """The consumer's metrics; the service reports events, `render` serves them."""
+    """The consumer's metrics: the service reports its events, `render` serves them with the partitions'."""
 
-    def __init__(self, model: Mapping[str, Any], version: str) -> None:
+    def __init__(
+        self, model: Mapping[str, Any], version: str, partitions: Callable[[], Mapping[int, Any]]
+    ) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
-        p = ("partition",)
-        self.messages = Counter(f"{PREFIX}messages_consumed", "Input records consumed", p, registry=r)
-        self.predictions = Counter(f"{PREFIX}predictions", "Predictions published", p, registry=r)
-        self.scored = Counter(
-            f"{PREFIX}predictions_scored", "Predictions scored against the next token", p, registry=r
-        )
-        pp = ("partition", "predictor")
-        self.hits = Counter(
-            f"{PREFIX}prediction_hits",
-            "Scored predictions that were right, per predictor: the published one, the LSTM, the baseline",
-            pp,
-            registry=r,
-        )
-        w = ("partition", "window", "predictor")
-        self.hit_ratio = Gauge(
-            f"{PREFIX}rolling_hit_ratio",
-            "Hit rate over the last N scored predictions (all: cumulative), per predictor",
-            w,
-            registry=r,
-        )
-        self.log_loss = Gauge(
-            f"{PREFIX}rolling_log_loss",
-            "Mean log-loss (nats) over the last N scored predictions (all: cumulative), per predictor",
-            w,
-            registry=r,
-        )
-        self.loss = Gauge(
-            f"{PREFIX}training_loss", "Moving average of the training loss (cross-entropy)", p, registry=r
-        )
-        self.vocabulary = Gauge(
-            f"{PREFIX}vocabulary_tokens", "Distinct tokens in the vocabulary", p, registry=r
-        )
-        self.new_tokens = Counter(
-            f"{PREFIX}new_tokens", "Tokens that were not in the vocabulary when they came", p, registry=r
-        )
-        self.recycled = Counter(
-            f"{PREFIX}recycled_tokens",
-            "New tokens that took the id of the least recently seen token (vocabulary full)",
-            p,
-            registry=r,
-        )
-        self.keys = Gauge(f"{PREFIX}stream_keys", "Stream keys the partition's learner holds", p, registry=r)
-        self.evicted = Counter(
-            f"{PREFIX}evicted_keys",
-            "Stream keys evicted, least recently used, beyond --max-keys",
-            p,
-            registry=r,
-        )
-        self.lag = Gauge(
-            f"{PREFIX}consumer_lag_messages", "Records between the position and the end", p, registry=r
-        )
-        self.snapshot_size = Gauge(
-            f"{PREFIX}snapshot_size_bytes", "Size of the last snapshot written", p, registry=r
-        )
         self.dead_letters = Counter(
             f"{PREFIX}dead_letters", "Records sent to the dead-letter topic", ("reason",), registry=r
         )
@@ -150,123 +102,213 @@ class Metrics:
         self.last_message = Gauge(
             f"{PREFIX}last_message_timestamp_seconds", "When the last record was processed", registry=r
         )
-        self.assigned = Gauge(
-            f"{PREFIX}assigned_partitions", "Input partitions assigned to this instance", registry=r
-        )
         self.info = Info(f"{PREFIX}consumer", "Version and model settings", registry=r)
         self.info.info({"version": version, **{k: str(v) for k, v in model.items()}})
         ProcessCollector(registry=r)  # process_resident_memory_bytes & co., Prometheus's standard names
         for reason in REASONS:
             self.dead_letters.labels(reason)
-        # Totals the learner keeps itself (restored with it), exported as they grow:
-        # (counter, labels after the partition, the total).
-        self._learner_totals: tuple[tuple[Counter, tuple[str, ...], Callable[[Any], int]], ...] = (
-            (self.scored, (), lambda learner: learner.score.scored),
-            *((self.hits, (name,), _hits_of(name)) for name in PREDICTORS),
-            (self.new_tokens, (), lambda learner: learner.vocab.new_tokens),
-            (self.recycled, (), lambda learner: learner.vocab.recycled),
-            (self.evicted, (), lambda learner: learner.evicted_keys),
-        )
-        self._partition_counters = (
-            self.messages,
-            self.predictions,
-            self.new_tokens,
-            self.recycled,
-            self.evicted,
-        )
-        self._partition_gauges = (self.loss, self.vocabulary, self.keys, self.lag, self.snapshot_size)
-        self._reported: dict[int, list[int]] = {}  # per partition: the learner totals already counted
-        self._loss_avg: dict[int, float] = {}
+        r.register(PartitionCollector(partitions))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def partition_assigned(self, partition: int, learner: Any = None) -> None:
-        """Create the partition's children; a restored learner's counts so far are not re-counted."""
-        label = str(partition)
-        for metric in (*self._partition_counters, *self._partition_gauges):
-            metric.labels(label)
-        self.scored.labels(label)
-        for name in PREDICTORS:
-            self.hits.labels(label, name)
-            for window in WINDOWS:
-                self.hit_ratio.labels(label, window, name)
-                self.log_loss.labels(label, window, name)
-        self._reported[partition] = [
-            total(learner) if learner is not None else 0 for _, _, total in self._learner_totals
-        ]
-        if learner is not None:
-            self._learner(partition, learner)
-        self.assigned.inc()
-
-    def partition_removed(self, partition: int) -> None:
-        label = str(partition)
-        for gauge in self._partition_gauges:
-            _remove(gauge, label)
-        for name in PREDICTORS:
-            for window in WINDOWS:
-                _remove(self.hit_ratio, label, window, name)
-                _remove(self.log_loss, label, window, name)
-        self._loss_avg.pop(partition, None)
-        self._reported.pop(partition, None)
-        self.assigned.dec()
-
-    def batch(
-        self, partition: int, records: Sequence[Any], predictions: Sequence[Any], learner: Any, seconds: float
-    ) -> None:
+    def batch(self, records: Sequence[Any], seconds: float) -> None:
         """One poll's records of a partition went through its learner."""
-        label, now = str(partition), time.time()
-        self.messages.labels(label).inc(len(records))
+        now = time.time()
         self.batch_seconds.observe(seconds)
         per_message = seconds / len(records)
         for record in records:
             self.message_seconds.observe(per_message)
             if record.timestamp is not None and record.timestamp > 0:
                 self.latency.observe(max(now - record.timestamp / 1000, 0.0))
-        if predictions:
-            self._predictions(partition, predictions)
-        self._learner(partition, learner)
         self.last_message.set(now)
-
-    def _predictions(self, partition: int, predictions: Sequence[Any]) -> None:
-        label = str(partition)
-        self.predictions.labels(label).inc(len(predictions))
-        avg = self._loss_avg.get(partition)
-        for p in predictions:
-            if p.loss > 0:
-                avg = p.loss if avg is None else avg + LOSS_SMOOTHING * (p.loss - avg)
-        if avg is not None:
-            self._loss_avg[partition] = avg
-            self.loss.labels(label).set(avg)
-
-    def _learner(self, partition: int, learner: Any) -> None:
-        label = str(partition)
-        for name, score in learner.scores.items():
-            for window in ROLLING:
-                self.hit_ratio.labels(label, str(window), name).set(score.rolling_hit_rate(window))
-                self.log_loss.labels(label, str(window), name).set(score.rolling_log_loss(window))
-            self.hit_ratio.labels(label, "all", name).set(score.hit_rate)
-            self.log_loss.labels(label, "all", name).set(score.log_loss)
-        self.vocabulary.labels(label).set(len(learner.vocab))
-        self.keys.labels(label).set(len(learner.keys))
-        totals = [total(learner) for _, _, total in self._learner_totals]
-        reported = self._reported.setdefault(partition, totals)
-        for (counter, labels, _), value, before in zip(self._learner_totals, totals, reported, strict=True):
-            counter.labels(label, *labels).inc(max(value - before, 0))
-        self._reported[partition] = totals
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(reason).inc()
 
-    def snapshot(self, partition: int, size: int, seconds: float) -> None:
-        self.snapshot_size.labels(str(partition)).set(size)
+    def snapshot(self, seconds: float) -> None:
         self.snapshot_seconds.observe(seconds)
 
 
-def _hits_of(predictor: str) -> Callable[[Any], int]:
-    return lambda learner: learner.scores[predictor].hits
+def learner_totals(learner: Any) -> dict[str, int]:
+    """The learner's own running totals (restored with it), by the counter they feed."""
+    totals = {
+        "predictions": learner.messages,
+        "scored": learner.score.scored,
+        "new_tokens": learner.vocab.new_tokens,
+        "recycled": learner.vocab.recycled,
+        "evicted": learner.evicted_keys,
+    }
+    totals.update({f"hits/{name}": learner.scores[name].hits for name in PREDICTORS})
+    return totals
 
 
-def _remove(metric: Any, *labels: str) -> None:
-    with contextlib.suppress(KeyError):
-        metric.remove(*labels)
+Samples = Callable[[str, Any, dict[str, int]], Iterator[tuple[list[str], float]]]
+
+
+def _one(value: Callable[[Any, dict[str, int]], float | None]) -> Samples:
+    """One sample per partition (none while `value` is None)."""
+
+    def samples(label: str, part: Any, since: dict[str, int]) -> Iterator[tuple[list[str], float]]:
+        v = value(part, since)
+        if v is not None:
+            yield [label], v
+
+    return samples
+
+
+def _hits(label: str, part: Any, since: dict[str, int]) -> Iterator[tuple[list[str], float]]:
+    for name in PREDICTORS:
+        yield [label, name], since[f"hits/{name}"]
+
+
+def _rolling(hit_ratio: bool) -> Samples:
+    def samples(label: str, part: Any, since: dict[str, int]) -> Iterator[tuple[list[str], float]]:
+        for name, score in list(part.learner.scores.items()):
+            rolling = score.rolling_hit_rate if hit_ratio else score.rolling_log_loss
+            for window in ROLLING:
+                yield [label, str(window), name], rolling(window)
+            yield [label, "all", name], score.hit_rate if hit_ratio else score.log_loss
+
+    return samples
+
+
+P, PP, PWP = ["partition"], ["partition", "predictor"], ["partition", "window", "predictor"]
+# (counter?, name after the prefix, help, labels, samples)
+PARTITION_METRICS: tuple[tuple[bool, str, str, list[str], Samples], ...] = (
+    (True, "messages_consumed", "Input records consumed", P, _one(lambda part, _: part.consumed)),
+    (True, "predictions", "Predictions published", P, _one(lambda _, since: since["predictions"])),
+    (
+        True,
+        "predictions_scored",
+        "Predictions scored against the next token",
+        P,
+        _one(lambda _, since: since["scored"]),
+    ),
+    (
+        True,
+        "prediction_hits",
+        "Scored predictions that were right, per predictor: the published one, the LSTM, the baseline",
+        PP,
+        _hits,
+    ),
+    (
+        False,
+        "rolling_hit_ratio",
+        "Hit rate over the last N scored predictions (all: cumulative), per predictor",
+        PWP,
+        _rolling(hit_ratio=True),
+    ),
+    (
+        False,
+        "rolling_log_loss",
+        "Mean log-loss (nats) over the last N scored predictions (all: cumulative), per predictor",
+        PWP,
+        _rolling(hit_ratio=False),
+    ),
+    (
+        False,
+        "training_loss",
+        "Moving average of the training loss (cross-entropy)",
+        P,
+        _one(lambda part, _: part.loss),
+    ),
+    (
+        False,
+        "vocabulary_tokens",
+        "Distinct tokens in the vocabulary",
+        P,
+        _one(lambda part, _: len(part.learner.vocab)),
+    ),
+    (
+        True,
+        "new_tokens",
+        "Tokens that were not in the vocabulary when they came",
+        P,
+        _one(lambda _, since: since["new_tokens"]),
+    ),
+    (
+        True,
+        "recycled_tokens",
+        "New tokens that took the id of the least recently seen token (vocabulary full)",
+        P,
+        _one(lambda _, since: since["recycled"]),
+    ),
+    (
+        False,
+        "stream_keys",
+        "Stream keys the partition's learner holds",
+        P,
+        _one(lambda part, _: len(part.learner.keys)),
+    ),
+    (
+        True,
+        "evicted_keys",
+        "Stream keys evicted, least recently used, beyond --max-keys",
+        P,
+        _one(lambda _, since: since["evicted"]),
+    ),
+    (
+        False,
+        "consumer_lag_messages",
+        "Records between the position and the end",
+        P,
+        _one(lambda part, _: part.lag),
+    ),
+    (
+        False,
+        "snapshot_size_bytes",
+        "Size of the last snapshot written",
+        P,
+        _one(lambda part, _: part.snapshot_size or None),
+    ),
+)
+
+
+class PartitionCollector:
+    """Reads every assigned partition's learner and position when Prometheus scrapes.
+
+    `partitions()` returns a copy of {partition: processing.Partition}; each Partition's
+    `counted_from` holds `learner_totals` at the moment this instance took it.
+    """
+
+    def __init__(self, partitions: Callable[[], Mapping[int, Any]]) -> None:
+        self.partitions = partitions
+
+    def describe(self) -> list[Metric]:
+        return [*(family for family, _ in self._families()), _assigned(0)]
+
+    def collect(self) -> list[Metric]:
+        families = self._families()
+        held = sorted(dict(self.partitions()).items())  # the loop may take or drop one meanwhile
+        for partition, part in held:
+            since = {
+                name: max(value - part.counted_from.get(name, 0), 0)
+                for name, value in learner_totals(part.learner).items()
+            }
+            for family, samples in families:
+                for labels, value in samples(str(partition), part, since):
+                    family.add_metric(labels, value)
+        assigned = GaugeMetricFamily(
+            f"{PREFIX}assigned_partitions", "Input partitions assigned to this instance"
+        )
+        assigned.add_metric([], len(held))
+        return [*(family for family, _ in families), assigned]
+
+    @staticmethod
+    def _families() -> list[tuple[CounterMetricFamily | GaugeMetricFamily, Samples]]:
+        return [
+            (
+                (CounterMetricFamily if counter else GaugeMetricFamily)(
+                    PREFIX + name, help_text, labels=labels
+                ),
+                samples,
+            )
+            for counter, name, help_text, labels, samples in PARTITION_METRICS
+        ]
+
+
+def _assigned(count: int) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        f"{PREFIX}assigned_partitions", "Input partitions assigned to this instance", value=count
+    )

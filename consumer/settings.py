@@ -25,9 +25,12 @@ lstm_stream.settings.ConfigError: --chunk (env LSTM_CONSUMER_CHUNK): must be >= 
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from lstm_stream.kafka_options import KafkaClientSettings
 from lstm_stream.settings import ConfigError, at_least, option
@@ -67,6 +70,18 @@ class EvaluateSettings:
     json: bool = option(False, "print one JSON object of results on stdout", group=EVALUATE)
     plot: str = option("", "write a PNG of the rolling hit rates to this path", group=EVALUATE)
     quiet: bool = option(False, "no progress bar and no summary on stderr", group=EVALUATE)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on, within its cgroup's CPU quota (docker --cpus) if it has one."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
 
 
 def _topic(value: str) -> str | None:
@@ -141,6 +156,12 @@ class RunSettings(StateSettings):
     session_timeout_ms: int = option(
         10_000, "the group evicts a consumer silent this long", check=at_least(1000), group=PROCESSING
     )
+    workers: int = option(
+        0,
+        "threads learning partitions in parallel (0: the CPUs this process may use)",
+        check=at_least(0),
+        group=PROCESSING,
+    )
     transaction_timeout_s: float = option(
         30.0,
         "watchdog: a Kafka call (transaction, flush, state read) that takes longer fails the consumer loudly",
@@ -194,6 +215,11 @@ class RunSettings(StateSettings):
             seen[topic] = flag
         if self.value_format == "json" and not self.value_field:
             raise ConfigError("--value-field: required with --value-format json")
+
+    @property
+    def worker_count(self) -> int:
+        """--workers, or the CPUs this process may use when 0."""
+        return self.workers or usable_cpus()
 
     @property
     def transactional_id(self) -> str:

@@ -1,12 +1,13 @@
-"""Counters of the running service and its periodic one-line status in the log.
+"""What the running service has done, for its periodic one-line status in the log.
 
 The status line is what a user watches: throughput since the last line, the published hit rate
 over the last 1,000 scored predictions (all partitions together) beside the LSTM's own and the
 baseline's, lag, dead letters. Hit rates come from the learners' own scores
-(`consumer.core.scoring.Score`), so they survive restarts with the learners.
+(`consumer.core.scoring.Score`), so they survive restarts with the learners. Events also go to
+the Prometheus metrics (`consumer.metrics`), which read the partitions themselves at scrape time.
 
 >>> stats = Stats(status_interval_s=0, metrics=None)
->>> stats.dead_letter("empty"); stats.dead_letters
+>>> stats.dead_letter("empty", partition=0, offset=7); stats.dead_letters
 1
 >>> stats.status_line({}, 10.0, [])
 'status: 0 msgs in 10.0 s (0 msgs/s), hit rate last 1000: n/a (LSTM n/a, baseline n/a), lag 0, dead letters 1'
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,91 +34,61 @@ WINDOW = 1000
 
 
 class Stats:
-    """What the service has done; `maybe_report` logs the status line every `status_interval_s`."""
+    """Counts for the status line; `maybe_report` logs it every `status_interval_s`."""
 
     def __init__(self, status_interval_s: float, metrics: Metrics | None) -> None:
         self.status_interval_s = status_interval_s
         self.metrics = metrics
         self.messages = 0
         self.predictions = 0
-        self.dead_letters_by_reason: Counter[str] = Counter()
-        self.transactions_committed = 0
-        self.transactions_aborted = 0
-        self.rebalances = 0
-        self.restarts = 0
-        self.snapshots = 0
-        self.snapshot_bytes = 0
-        self.snapshot_seconds = 0.0
-        self.batch_seconds = 0.0
-        self.last_message_time = 0.0
-        self.learners: Callable[[], Sequence[Learner]] = list
+        self.dead_letters = 0
         self._last_report = time.monotonic()
         self._messages_at_report = 0
 
-    @property
-    def dead_letters(self) -> int:
-        return sum(self.dead_letters_by_reason.values())
-
     def processed(
-        self,
-        partition: int,
-        records: Sequence[Any],
-        predictions: Sequence[Prediction],
-        learner: Learner,
-        seconds: float,
+        self, partition: int, records: Sequence[Any], predictions: Sequence[Prediction], seconds: float
     ) -> None:
         self.messages += len(records)
         self.predictions += len(predictions)
-        self.batch_seconds += seconds
-        self.last_message_time = time.time()
         if self.metrics:
-            self.metrics.batch(partition, records, predictions, learner, seconds)
+            self.metrics.batch(records, seconds)
 
-    def dead_letter(self, reason: str) -> None:
-        self.dead_letters_by_reason[reason] += 1
+    def dead_letter(self, reason: str, partition: int, offset: int) -> None:
+        self.dead_letters += 1
         if self.metrics:
             self.metrics.dead_letter(reason)
+        log.debug("dead letter: %s", reason, extra=fields(partition=partition, offset=offset))
 
-    def snapshot(self, partition: int, size: int, seconds: float) -> None:
-        self.snapshots += 1
-        self.snapshot_bytes = size
-        self.snapshot_seconds += seconds
+    def dead_letter_truncated(self, partition: int, offset: int, topic: str) -> None:
+        log.warning(
+            "dead letter too large for %s: sent without its value",
+            topic,
+            extra=fields(partition=partition, offset=offset),
+        )
+
+    def snapshot(self, seconds: float) -> None:
         if self.metrics:
-            self.metrics.snapshot(partition, size, seconds)
+            self.metrics.snapshot(seconds)
 
     def committed(self) -> None:
-        self.transactions_committed += 1
         if self.metrics:
             self.metrics.committed.inc()
 
     def aborted(self) -> None:
-        self.transactions_aborted += 1
         if self.metrics:
             self.metrics.aborted.inc()
 
     def rebalanced(self) -> None:
-        self.rebalances += 1
         if self.metrics:
             self.metrics.rebalances.inc()
 
     def restarted(self) -> None:
-        self.restarts += 1
         if self.metrics:
             self.metrics.restarts.inc()
 
-    def partition_assigned(self, partition: int, learner: Learner) -> None:
-        if self.metrics:
-            self.metrics.partition_assigned(partition, learner)
-
-    def partition_removed(self, partition: int) -> None:
-        if self.metrics:
-            self.metrics.partition_removed(partition)
-
-    def lag(self, partition: int, messages: int) -> None:
-        if self.metrics:
-            self.metrics.lag.labels(str(partition)).set(messages)
-
-    def maybe_report(self, lag: Callable[[], dict[int, int]]) -> None:
+    def maybe_report(
+        self, lag: Callable[[], dict[int, int]], learners: Callable[[], Sequence[Learner]]
+    ) -> None:
         if not self.status_interval_s:
             return
         now = time.monotonic()
@@ -126,8 +96,8 @@ class Stats:
         if elapsed < self.status_interval_s:
             return
         self._last_report = now
-        learners = self.learners()
-        log.info(self.status_line(lag(), elapsed, learners), extra=fields(**self._status_fields(learners)))
+        held = learners()
+        log.info(self.status_line(lag(), elapsed, held), extra=fields(**self._status_fields(held)))
         self._messages_at_report = self.messages
 
     def _status_fields(self, learners: Sequence[Learner]) -> dict[str, Any]:

@@ -97,7 +97,9 @@ class ConsumerProcess:
 
     def __init__(self, bootstrap: str, log_path: Path, *argv: str, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LSTM_CONSUMER_")}
+        # The user's LSTM_CONSUMER_* settings stay out; the run's compile cache (scripts/test) stays in.
+        keep = {"LSTM_CONSUMER_COMPILE_CACHE_DIR"}
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LSTM_CONSUMER_") or k in keep}
         full_env.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
         full_env.update(env or {})
         args = [

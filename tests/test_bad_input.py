@@ -214,7 +214,8 @@ def test_ten_thousand_bad_records_all_reach_the_dead_letter_topic_and_change_not
             wrong.append((offset, reason, sorted(reasons), intact, where))
     assert not wrong, f"{len(wrong)} dead letters wrong, first: {wrong[:3]}"
 
-    assert len(dirty_out) == len(clean_out) == VALID
+    logs = {name: process.log()[-3000:] for name, process in processes.items()}
+    assert len(dirty_out) == len(clean_out) == VALID, logs
     valid_offsets = [offset for offset, entry in zip(offsets, mixed, strict=True) if entry[2] is None]
     assert [json.loads(r.value)["offset"] for r in dirty_out] == valid_offsets
     differing = [
