@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help venv lint format test demo soak-crash soak-load bench-learner bench-quality kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv lint format test demo soak-crash soak-load bench bench-learner bench-consumer bench-quality kafka-up kafka-down kafka-status constraints clean
 
 help:
 	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
@@ -11,6 +11,8 @@ help:
 	@echo "make lint         ruff + mypy"
 	@echo "make soak-crash   the crash test at full size: 20,000 messages, 10 SIGKILLs (~10 min)"
 	@echo "make soak-load    the load test at full size: 1,000,000 messages over 1,000 keys (~25 min)"
+	@echo "make bench        the learner, producer and consumer benchmarks in one go, JSON lines (~15 min)"
+	@echo "make bench-consumer  bench/consumer.py: the service end to end, 1 and 2 partitions, 1,000 keys (~4 min)"
 	@echo "make bench-learner  bench/learner.py: the core's speed beside the seed's loop, capacities 64-1024 (~10 min)"
 	@echo "make bench-quality  bench/quality.py: every kind of stream, 3 generator seeds each, full size (~15 min)"
 	@echo "make kafka-up     start the local broker (scripts/kafka up); kafka-down, kafka-status"
@@ -47,6 +49,13 @@ soak-load: venv
 
 bench-learner: venv
 	$(BIN)/python bench/learner.py --capacities 64,128,256,512,1024
+
+bench-consumer: venv
+	$(BIN)/python bench/consumer.py --partitions 1
+	$(BIN)/python bench/consumer.py --partitions 2
+
+bench: bench-learner bench-consumer
+	$(BIN)/python bench/producer.py
 
 bench-quality: venv
 	$(BIN)/python bench/quality.py
