@@ -1,23 +1,26 @@
 """One poll's records through the partitions' learners, several partitions at once.
 
-Contract. `Processor.process(batch, checkpoint)` takes what one `poll` returned, by partition.
-For each partition, one task: decode every record (invalid ones become dead letters), pass the
-valid ones to the partition's learner in ONE call, encode the predictions. The tasks of
-different partitions run at the same time on up to --workers threads: TensorFlow releases the GIL
-inside its compiled calls, so one process uses as many cores as it has partitions to learn. The
-calling thread waits for every task, then sends each partition's dead letters and predictions
-through the open checkpoint, partitions in poll order, records in offset order.
-
-So a partition is only ever learned by one thread at a time, in offset order, and everything a
-poll produced belongs to the one open checkpoint: per-partition results are those of a single
-thread, and one transaction per commit interval holds. Only the calling thread touches Kafka.
+Contract. The session hands each poll to `Processor.submit`, by partition. For each partition,
+one call on a worker thread: decode every record (invalid ones become dead letters), pass the
+valid ones to the partition's learner (in calls of --max-poll-records), encode the predictions.
+Up to --workers calls run at once, each partition's alone (TensorFlow releases the GIL inside
+its compiled calls), while the session's thread goes on polling: one process uses as many cores
+as it has partitions to learn, and its Kafka work overlaps the learning. A partition's next
+records wait for its call in flight, so a partition is learned by one thread at a time, in
+offset order: its results are those of a single thread. Results are sent only by the
+session's thread (`collect`, `drain`), through the open checkpoint, dead letters and then
+predictions in offset order. The session drains every call before it commits (at the commit
+interval, at a revocation, at stop), so everything learned belongs to the checkpoint that
+commits it: one transaction per interval holds. An abort or a loss discards the calls in flight
+(their partitions are restored from the state topic).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from consumer.settings import RunSettings
     from consumer.stats import Stats
 
-__all__ = ["Partition", "Processor"]
+__all__ = ["Partition", "Processor", "Target"]
 
 LOSS_SMOOTHING = 0.01  # weight of the newest training loss in the moving average
 
@@ -59,8 +62,22 @@ class _Done:
     seconds: float = 0.0
 
 
+@dataclass
+class Target:
+    """Where a finished call's results go: the open checkpoint, and what the session knows."""
+
+    checkpoint: Checkpoint
+    dead_letter_limit: int | None
+    lag: Callable[[int], int | None]
+
+
 class Processor:
-    """Runs each partition's learner call of a poll on a worker thread, sends on the caller's."""
+    """Each partition's learner calls on worker threads, their results sent on the caller's.
+
+    At most one call per partition is in flight: a partition's next records wait for its
+    previous call, so its records are learned in offset order. Calls of different partitions
+    overlap each other, and the caller's polling and sending.
+    """
 
     def __init__(self, settings: RunSettings, stats: Stats, workers: int) -> None:
         self.settings, self.stats = settings, stats
@@ -68,35 +85,57 @@ class Processor:
             settings.value_format, settings.value_field, settings.max_value_bytes, settings.max_key_bytes
         )
         self.workers = max(workers, 1)
-        self._pool = ThreadPoolExecutor(self.workers, "learner") if self.workers > 1 else None
+        self._pool = ThreadPoolExecutor(self.workers, "learner")
+        self._inflight: dict[int, tuple[Partition, list[Any], Future[_Done]]] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._inflight)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        self.discard()
+        self._pool.shutdown(wait=True)
 
-    def process(
-        self,
-        batch: dict[int, list[Any]],
-        partitions: dict[int, Partition],
-        checkpoint: Checkpoint,
-        dead_letter_limit: int | None,
-        lag: Callable[[int], int | None],
-    ) -> None:
-        """Learn and predict every record of `batch` ({partition: records}) and send the results."""
-        work = [(p, partitions[p], records) for p, records in batch.items() if records and p in partitions]
-        if self._pool is None or len(work) < 2:
-            done = [self._task(part.learner, records) for _, part, records in work]
-        else:
-            futures = [self._pool.submit(self._task, part.learner, records) for _, part, records in work]
-            done = [future.result() for future in futures]
-        for (p, part, records), result in zip(work, done, strict=True):
-            self._send(p, part, result, checkpoint, dead_letter_limit)
-            part.next_offset = records[-1].offset + 1
-            part.consumed += len(records)
-            part.lag = lag(p)
-            _smooth_loss(part, result.predictions)
-            checkpoint.processed(p, part)
-            self.stats.processed(p, records, result.predictions, result.seconds)
+    def submit(self, batch: dict[int, list[Any]], partitions: dict[int, Partition], target: Target) -> None:
+        """Start the learner call of each partition in `batch` ({partition: records})."""
+        for p, records in batch.items():
+            part = partitions.get(p)
+            if not records or part is None:
+                continue
+            if p in self._inflight:  # its previous records first
+                self._finish(p, target)
+            self._inflight[p] = (part, records, self._pool.submit(self._task, part.learner, records))
+
+    def collect(self, target: Target, wait_s: float = 0.0) -> None:
+        """Send the results of the calls that have finished, waiting up to `wait_s` for one."""
+        if wait_s and self._inflight:
+            wait([future for _, _, future in self._inflight.values()], wait_s, FIRST_COMPLETED)
+        for p in [p for p, (_, _, future) in self._inflight.items() if future.done()]:
+            self._finish(p, target)
+
+    def drain(self, target: Target) -> None:
+        """Wait for every call in flight and send its results (before a commit)."""
+        for p in list(self._inflight):
+            self._finish(p, target)
+
+    def discard(self, partitions: set[int] | None = None) -> None:
+        """Wait for the calls in flight (of `partitions`, default all) and drop their results:
+        their partitions are being restored or dropped, so nothing of them may be sent."""
+        for p in [p for p in self._inflight if partitions is None or p in partitions]:
+            _, _, future = self._inflight.pop(p)
+            with contextlib.suppress(Exception):
+                future.result()
+
+    def _finish(self, p: int, target: Target) -> None:
+        part, records, future = self._inflight.pop(p)
+        result = future.result()
+        self._send(p, result, target)
+        part.next_offset = records[-1].offset + 1
+        part.consumed += len(records)
+        part.lag = target.lag(p)
+        _smooth_loss(part, result.predictions)
+        target.checkpoint.processed(p, part)
+        self.stats.processed(p, records, result.predictions, result.seconds)
 
     def _task(self, learner: Learner, records: list[Any]) -> _Done:
         """On a worker: decode, learn and predict, encode. Touches only this partition's learner."""
@@ -111,7 +150,9 @@ class Processor:
             else:
                 valid.append(record)
                 tokens.append(decoded)
-        done.predictions = learner.learn_predict_many(tokens) if tokens else []
+        step = self.settings.max_poll_records  # the learner's programs are padded to this many
+        for start in range(0, len(tokens), step):
+            done.predictions += learner.learn_predict_many(tokens[start : start + step])
         for record, (key, _), p in zip(valid, tokens, done.predictions, strict=True):
             value = encode_prediction(
                 key,
@@ -129,10 +170,8 @@ class Processor:
         done.seconds = time.perf_counter() - started
         return done
 
-    def _send(
-        self, partition: int, part: Partition, done: _Done, checkpoint: Checkpoint, limit: int | None
-    ) -> None:
-        s = self.settings
+    def _send(self, partition: int, done: _Done, target: Target) -> None:
+        s, checkpoint, limit = self.settings, target.checkpoint, target.dead_letter_limit
         for record, rejected in done.rejected:
             headers = dead_letter_headers(
                 rejected, s.input_topic, partition, record.offset, record.headers or []

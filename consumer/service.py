@@ -1,13 +1,14 @@
 """`lstm-consumer run`: the online-learning service on Kafka.
 
 Contract. One learner per assigned input partition (each key keeps its own window in it).
-Everything one poll returns for a partition goes to its learner in one call, and the calls of
-different partitions run in parallel on --workers threads (`consumer.processing`); each valid
-record yields exactly one prediction on the output topic, each invalid one a dead letter
-(`consumer.records`). What is produced and processed between two commits is one `Checkpoint`
-(`consumer.checkpoint`, whose `commit()` lists the commit order of each guarantee): under
-exactly_once (default) predictions, dead letters, snapshots and input offsets commit in ONE Kafka
-transaction per --commit-interval-ms, so nothing is lost or doubled.
+Everything one poll returns for a partition goes to its learner in one call (of at most
+--max-poll-records), and the calls of different partitions run in parallel on --workers
+threads (`consumer.processing`); each valid record yields exactly one prediction on the output
+topic, each invalid one a dead letter (`consumer.records`). What is produced and processed
+between two commits is one `Checkpoint` (`consumer.checkpoint`, whose `commit()` lists the
+commit order of each guarantee): under exactly_once (default) predictions, dead letters,
+snapshots and input offsets commit in ONE Kafka transaction per --commit-interval-ms, so
+nothing is lost or doubled.
 
 This module is the outer loop: it compiles the model once, before joining the group, then runs
 one `Session` (`consumer.session`: the clients, partitions and open checkpoint of a connection)

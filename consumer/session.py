@@ -2,19 +2,22 @@
 
 Contract. A `Session` holds what exists only while connected: the consumer and producer, the
 partitions assigned and their learners, the partitions waiting to be restored, and the open
-`Checkpoint`. `run(stop)` loops: poll; restore what was assigned; learn and predict the batch
-(`consumer.processing`, partitions in parallel); commit the checkpoint once per commit interval
-and open the next. At stop it commits, then closes the clients. After a failure the service
-calls `teardown` and drops the session, learners included: the next session restores them from
-the state topic, which agrees with the committed offsets.
+`Checkpoint`. `run(stop)` loops: poll; restore what was assigned; start each partition's
+learner call on a worker (`consumer.processing`: partitions in parallel, and the polling goes
+on meanwhile); send the results of the calls that finished; once per commit interval finish
+every call in flight, commit the checkpoint and open the next. At stop it does the same, then
+closes the clients. After a failure the service calls `teardown` and drops the session,
+learners included: the next session restores them from the state topic, which agrees with the
+committed offsets.
 
-Rebalances: kafka-python runs the listener on its IO thread while `poll` blocks the main thread
-(and no worker is learning: a batch is finished before the next poll). Revocation commits there
-(the producer has its own threads; consumer calls would deadlock); assignment only records the
-partitions, and the main thread restores them after `poll` returns, seeks to each snapshot's
-offset and drops what that poll returned for them. Loss: abort, drop, restore. A group join that
-does not complete within `join_limit_s` (a member stuck rejoining was seen with kafka-python
-3.0.12: it never rejoined and held no partitions) fails the session, so it reconnects.
+Rebalances: kafka-python runs the listener on its IO thread while `poll` blocks the main thread.
+Revocation finishes the learner calls in flight and commits there (the producer has its own
+threads; consumer calls would deadlock); assignment only records the partitions, and the main
+thread restores them after `poll` returns, seeks to each snapshot's offset and drops what that
+poll returned for them. Loss: discard the calls in flight, abort, drop, restore. A group join
+that does not complete within `join_limit_s` (a member stuck rejoining was seen with
+kafka-python 3.0.12: it never rejoined and held no partitions) fails the session, so it
+reconnects.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from consumer.checkpoint import Checkpoint, new_checkpoint
 from consumer.clients import Clients, wait_for_topic
 from consumer.http import Probe
 from consumer.logs import fields
-from consumer.processing import Partition, Processor
+from consumer.processing import Partition, Processor, Target
 from consumer.restore import Restorer
 from consumer.settings import RunSettings
 from consumer.stats import Stats
@@ -102,19 +105,23 @@ class Session:
         )
         poll_ms = min(s.commit_interval_ms, 200)
         while not stop.is_set():
-            polled = self.consumer.poll(timeout_ms=poll_ms, max_records=s.max_poll_records)
+            # While calls are in flight, poll briefly: their results are sent as they finish.
+            timeout = 1 if self.processor.busy else poll_ms
+            polled = self.consumer.poll(timeout_ms=timeout, max_records=s.max_poll_records)
             self._raise_listener_error()
             self.probe.beat()
             self._check_group()
             batch = self._apply_assignment({tp.partition: records for tp, records in polled.items()})
-            self.processor.process(
-                batch, self.partitions, self.checkpoint, self.dead_letter_limit, self._lag_of
-            )
+            self.processor.submit(batch, self.partitions, self._target())
+            self.processor.collect(self._target(), wait_s=0 if batch else 0.01)
             if self.checkpoint.due():
                 self._commit()
             self.stats.maybe_report(self.lag, self.learners)
         self._commit()
         self.close()
+
+    def _target(self) -> Target:
+        return Target(self.checkpoint, self.dead_letter_limit, self._lag_of)
 
     def learners(self) -> list[Any]:
         return [part.learner for part in list(self.partitions.values())]
@@ -125,12 +132,15 @@ class Session:
 
     # -- commits -----------------------------------------------------------------------------
     def _commit(self) -> None:
-        """Commit the open checkpoint and open the next; restore everything if it aborted."""
+        """Finish the calls in flight, commit the open checkpoint and open the next; restore
+        everything if it aborted."""
+        self.processor.drain(self._target())
         checkpoint, self.checkpoint = self.checkpoint, self.checkpoint.next()
         if not checkpoint.commit():
             self._restore_all()
 
     def _restore_all(self) -> None:
+        self.processor.discard()
         self.checkpoint.abort()
         self._to_restore |= set(self.partitions)
         self._drop(set(self.partitions))
@@ -140,7 +150,9 @@ class Session:
     def _on_revoked(self, revoked: set[int]) -> None:
         try:
             self.probe.set_ready(False, "rebalancing")
-            if not self._closing:
+            if self._closing:
+                self.processor.discard(revoked)
+            else:
                 self._commit()
         except BaseException as exc:
             self._listener_error = exc
@@ -156,6 +168,7 @@ class Session:
 
     def _on_lost(self, lost: set[int]) -> None:
         self._lost = True
+        self.processor.discard(lost)
         self.checkpoint.forget(lost)
         self._drop(lost)
         self._to_restore -= lost
@@ -223,6 +236,7 @@ class Session:
         """Drop the clients without committing (after a failure)."""
         self._closing = True
         self.probe.set_ready(False, "restarting")
+        self.processor.discard()
         for client in (self.consumer, self.producer):
             try:
                 if client is self.consumer:

@@ -5,8 +5,11 @@ check the same paths against Kafka."""
 
 from __future__ import annotations
 
+import json
 import threading
-from typing import Any
+import time
+from types import SimpleNamespace
+from typing import Any, cast
 from unittest.mock import MagicMock
 
 import pytest
@@ -19,7 +22,7 @@ from consumer.clients import Clients
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
 from consumer.http import Probe
-from consumer.processing import Partition, Processor
+from consumer.processing import Partition, Processor, Target
 from consumer.restore import Restorer
 from consumer.session import Session
 from consumer.settings import PREFIX, RunSettings
@@ -206,3 +209,89 @@ def test_a_session_whose_commit_aborts_restores_every_partition_from_the_state_t
     assert session._to_restore == {0, 1}
     assert session.checkpoint is not first
     assert session.checkpoint.partitions == {}
+
+
+def _record(partition: int, offset: int, value: bytes = b"4") -> Any:
+    record = MagicMock()
+    record.partition, record.offset, record.key, record.value, record.headers = (
+        partition,
+        offset,
+        None,
+        value,
+        [],
+    )
+    record.timestamp = 0
+    return record
+
+
+class _SlowLearner:
+    """Records which thread learned what, and when; sleeps in its call as a compiled call would."""
+
+    def __init__(self, log: list[tuple[str, int, float, float]], name: str) -> None:
+        self.log, self.name = log, name
+
+    def learn_predict_many(self, records: list[tuple[str | None, str]]) -> list[Any]:
+        started = time.monotonic()
+        time.sleep(0.2)
+        self.log.append((self.name, len(records), started, time.monotonic()))
+        return [
+            SimpleNamespace(
+                predicted="4",
+                probability=1.0,
+                model_step=1,
+                previous_hit=None,
+                baseline="4",
+                lstm="4",
+                lstm_probability=1.0,
+                loss=0.1,
+            )
+            for _ in records
+        ]
+
+
+def test_partitions_learn_at_the_same_time_each_in_order_and_results_go_out_on_the_callers_thread() -> None:
+    _, producer, consumer = _clients()
+    settings, stats = _settings(), Stats(0, None)
+    calls: list[tuple[str, int, float, float]] = []
+    partitions = {p: Partition(cast(Learner, _SlowLearner(calls, f"p{p}")), 0) for p in (0, 1)}
+    checkpoint = ExactlyOnceCheckpoint(producer, consumer, settings, stats)
+    target = Target(checkpoint, None, lambda p: 0)
+    processor = Processor(settings, stats, workers=2)
+    try:
+        processor.submit({0: [_record(0, o) for o in range(3)], 1: [_record(1, 0)]}, partitions, target)
+        assert processor.busy
+        producer.send.assert_not_called()  # nothing is sent from a worker
+        processor.submit({0: [_record(0, 3), _record(0, 4, b"")]}, partitions, target)  # waits for p0's first
+        processor.drain(target)
+    finally:
+        processor.close()
+    first0, first1, second0 = calls
+    assert (first0[0], first1[0], second0[0]) == ("p0", "p1", "p0")
+    assert first1[2] < first0[3]  # p1 ran while p0's first call did
+    assert second0[2] >= first0[3]  # p0's calls one after the other, in offset order
+    topics = [c.args[0] for c in producer.send.call_args_list]
+    assert topics.count("predictions") == 5
+    assert topics.count("sequence-dead-letters") == 1
+    sent = [json.loads(c.kwargs["value"]) for c in producer.send.call_args_list if c.args[0] == "predictions"]
+    assert [(d["partition"], d["offset"]) for d in sent] == [(0, 0), (0, 1), (0, 2), (1, 0), (0, 3)]
+    assert (partitions[0].next_offset, partitions[1].next_offset) == (5, 1)
+    assert set(checkpoint.partitions) == {0, 1}
+
+
+def test_discarded_calls_send_nothing() -> None:
+    _, producer, consumer = _clients()
+    settings, stats = _settings(), Stats(0, None)
+    calls: list[tuple[str, int, float, float]] = []
+    partitions = {0: Partition(cast(Learner, _SlowLearner(calls, "p0")), 0)}
+    checkpoint = ExactlyOnceCheckpoint(producer, consumer, settings, stats)
+    processor = Processor(settings, stats, workers=2)
+    try:
+        processor.submit({0: [_record(0, 0)]}, partitions, Target(checkpoint, None, lambda p: 0))
+        processor.discard()
+        assert not processor.busy
+    finally:
+        processor.close()
+    assert len(calls) == 1  # the call ran to its end (a compiled call cannot be interrupted)
+    producer.send.assert_not_called()
+    assert partitions[0].next_offset == 0
+    assert checkpoint.partitions == {}
