@@ -38,7 +38,7 @@ test: venv
 demo: venv
 	VENV=$(VENV) scripts/demo
 
-# The crash test at the size issue 8 asks for (CI runs it with 3,000 messages and 5 kills).
+# The crash test at the size issue 8 asks for (CI runs it with 8,000 messages and 5 kills).
 soak-crash: venv
 	CRASH_MESSAGES=$${CRASH_MESSAGES:-20000} CRASH_KILLS=$${CRASH_KILLS:-10} VENV=$(VENV) \
 		scripts/test tests/test_consumer_crash.py -s -q --timeout=3600
