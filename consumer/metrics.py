@@ -35,7 +35,6 @@ from consumer.records import REASONS
 __all__ = ["PREFIX", "Metrics", "PartitionCollector", "learner_totals"]
 
 PREFIX = "lstm_stream_"
-WINDOWS = ("100", "1000", "all")
 PROCESSING_BUCKETS = (
     0.0001,
     0.00025,
