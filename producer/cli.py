@@ -17,7 +17,14 @@ from lstm_stream.settings import ConfigError, add_arguments, from_namespace
 from producer.progress import summary
 from producer.publisher import Publisher, PublishError
 from producer.settings import PREFIX, FileSettings, PatternSettings, ProducerSettings
-from producer.sources import Source, file_source, pattern_records, stdin_source
+from producer.sources import (
+    PartitionedSource,
+    Record,
+    Source,
+    file_source,
+    pattern_records,
+    stdin_source,
+)
 
 __all__ = ["COMMANDS", "build_parser", "load_settings", "main", "open_source"]
 
@@ -92,15 +99,17 @@ def load_settings(ns: argparse.Namespace) -> ProducerSettings:
 
 
 @contextlib.contextmanager
-def open_source(settings: ProducerSettings) -> Iterator[Source]:
+def open_source(settings: ProducerSettings) -> Iterator[Source | PartitionedSource]:
     """The records the settings ask for; a `ConfigError` if a file or column cannot be used."""
     key = settings.message_key()
     if isinstance(settings, PatternSettings):
-        yield Source(
-            pattern_records(
-                settings.unit(), keys=settings.keys, key=key, noise=settings.noise, seed=settings.seed
-            )
-        )
+        pattern = settings
+
+        def records(partitions: int) -> Iterator[Record]:
+            unit, keys, noise, seed = pattern.unit(), pattern.keys, pattern.noise, pattern.seed
+            return pattern_records(unit, keys=keys, key=key, noise=noise, seed=seed, partitions=partitions)
+
+        yield PartitionedSource(records)
     elif isinstance(settings, FileSettings):
         column, key_column = settings.column, settings.key_column
         with file_source(

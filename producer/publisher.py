@@ -26,7 +26,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from producer.progress import Pacer, Progress, Stats, Tally
 from producer.settings import ProducerSettings
-from producer.sources import ENCODING_ERRORS, InputError, Record, Source
+from producer.sources import ENCODING_ERRORS, InputError, PartitionedSource, Record, Source
 
 __all__ = ["STOP_SIGNALS", "PublishError", "Publisher", "create_topic", "encode_value"]
 
@@ -119,7 +119,7 @@ class Publisher:
             ) from None
         return producer
 
-    def run(self, source: Source) -> Stats:
+    def run(self, source: Source | PartitionedSource) -> Stats:
         """Connect, publish every record, flush; a `PublishError` when Kafka cannot be used."""
         producer = self.connect()
         tally = Tally()
@@ -129,7 +129,8 @@ class Publisher:
         )
         started = self.clock()
         with self._stop_on_signals():
-            error = self._produce(producer, source.records, tally, progress)
+            records = source.open(len(producer.partitions_for(s.topic)))
+            error = self._produce(producer, records, tally, progress)
             error = self._flush(producer) or error
         progress.close()
         return Stats(
@@ -142,7 +143,7 @@ class Publisher:
             stopped_by=self.stopped_by,
         )
 
-    def _total(self, source: Source) -> int | None:
+    def _total(self, source: Source | PartitionedSource) -> int | None:
         count = self.settings.count
         if count is None or source.total is None:
             return source.total if count is None else count

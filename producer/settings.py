@@ -151,7 +151,10 @@ class PatternSettings(ProducerSettings):
         group="pattern",
     )
     keys: int = option(
-        1, "streams keyed stream-0..stream-N-1, at random phases", check=at_least(1), group="pattern"
+        1,
+        "streams named stream-0, stream-1, ..., spread evenly over the topic's partitions, at random phases",
+        check=at_least(1),
+        group="pattern",
     )
     seed: int = option(0, "seed of the phases and the noise", group="pattern")
 

@@ -21,9 +21,11 @@ import io
 import os
 import random
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TextIO
+
+from kafka.partitioner.default import murmur2
 
 from lstm_stream.settings import ConfigError
 from producer.spec import vocabulary
@@ -31,14 +33,17 @@ from producer.spec import vocabulary
 __all__ = [
     "ENCODING_ERRORS",
     "InputError",
+    "PartitionedSource",
     "Record",
     "Source",
     "csv_records",
+    "default_partition",
     "file_source",
     "line_records",
     "pattern_records",
     "read_lines",
     "stdin_source",
+    "stream_names",
 ]
 
 Record = tuple[str | None, str]
@@ -56,14 +61,77 @@ class Source:
     records: Iterator[Record]
     total: int | None = None
 
+    def open(self, partitions: int) -> Iterator[Record]:
+        """The records to publish to a topic of `partitions` partitions: these."""
+        return self.records
+
+
+@dataclass(frozen=True)
+class PartitionedSource:
+    """A source whose records depend on the topic's partition count (the pattern's stream names)."""
+
+    make: Callable[[int], Iterator[Record]]
+    total: int | None = None
+
+    def open(self, partitions: int) -> Iterator[Record]:
+        return self.make(partitions)
+
+
+def default_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java's and kafka-python's) gives a key.
+
+    >>> [default_partition(f"stream-{i}", 3) for i in range(12)]
+    [2, 1, 2, 1, 1, 1, 1, 2, 2, 2, 2, 0]
+    """
+    hashed: int = murmur2(key.encode("utf-8", ENCODING_ERRORS))
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def stream_names(keys: int, partitions: int = 1) -> list[str]:
+    """`keys` stream names from stream-0, stream-1, ..., spread evenly over `partitions`.
+
+    Keys land on partitions by their hash (`default_partition`), so the first six names would
+    leave one of three partitions with no stream at all, and a consumer instance idle. A name that
+    would put more than its share of streams on a partition is skipped: every partition gets
+    ``keys // partitions`` streams or one more.
+
+    >>> stream_names(4)
+    ['stream-0', 'stream-1', 'stream-2', 'stream-3']
+    >>> names = stream_names(6, 3)
+    >>> names
+    ['stream-0', 'stream-1', 'stream-2', 'stream-3', 'stream-11', 'stream-14']
+    >>> sorted(default_partition(name, 3) for name in names)
+    [0, 0, 1, 1, 2, 2]
+    """
+    base, extra = divmod(keys, partitions)
+    counts = [0] * partitions
+    names: list[str] = []
+    i = 0
+    while len(names) < keys:
+        name = f"stream-{i}"
+        i += 1
+        partition = default_partition(name, partitions)
+        full_ones = sum(count > base for count in counts)
+        if counts[partition] < base or (counts[partition] == base and full_ones < extra):
+            counts[partition] += 1
+            names.append(name)
+    return names
+
 
 def pattern_records(
-    unit: Sequence[str], *, keys: int = 1, key: str | None = None, noise: float = 0.0, seed: int = 0
+    unit: Sequence[str],
+    *,
+    keys: int = 1,
+    key: str | None = None,
+    noise: float = 0.0,
+    seed: int = 0,
+    partitions: int = 1,
 ) -> Iterator[Record]:
     """The unit repeated forever; with `keys` > 1, that many streams interleaved round-robin.
 
-    One stream is keyed `key` and starts at the unit's beginning. Several are keyed
-    ``stream-0`` .. ``stream-{keys-1}``, each starting at a random phase. With probability
+    One stream is keyed `key` and starts at the unit's beginning. Several are named by
+    `stream_names` (``stream-0`` .. ``stream-{keys-1}`` on one partition; spread evenly over
+    `partitions`), each starting at a random phase. With probability
     `noise` a token is replaced by one drawn uniformly from the unit's distinct tokens (so the
     replacement may equal the original). The phases are drawn first from ``Random(seed)``,
     then the noise, so the same seed with ``noise=0`` gives the clean counterpart.
@@ -80,7 +148,7 @@ def pattern_records(
         names: list[str | None] = [key]
         positions = [0]
     else:
-        names = [f"stream-{i}" for i in range(keys)]
+        names = list(stream_names(keys, partitions))
         positions = [rng.randrange(period) for _ in range(keys)]
     choices = vocabulary(unit)
     while True:

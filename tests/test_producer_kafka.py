@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from producer.sources import pattern_records
+from producer.sources import default_partition, pattern_records
 from producer.spec import parse_spec, vocabulary
 
 pytestmark = pytest.mark.integration
@@ -59,6 +60,25 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.
     return [(None if r.key is None else r.key.decode(), r.value.decode()) for r in records]
 
 
+def key_partitions(bootstrap: str, topic: str, expected: int) -> dict[str | None, set[int]]:
+    """Each key of the topic's first `expected` records -> the partitions holding its records."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []])
+        found: dict[str | None, set[int]] = {}
+        seen, deadline = 0, time.monotonic() + 30
+        while seen < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                for r in batch:
+                    found.setdefault(None if r.key is None else r.key.decode(), set()).add(r.partition)
+                    seen += 1
+        return found
+    finally:
+        consumer.close()
+
+
 def per_key(messages: list[Message]) -> dict[str | None, list[str]]:
     streams: dict[str | None, list[str]] = {}
     for key, token in messages:
@@ -89,8 +109,14 @@ def test_keyed_streams_keep_their_order_and_exact_pattern(
     assert result.stderr == ""  # --quiet
     got = read_topic(kafka_bootstrap, topic, n)
     assert len(got) == n
-    expected = list(islice(pattern_records(parse_spec(spec), keys=5, seed=42), n))
+    expected = list(islice(pattern_records(parse_spec(spec), keys=5, seed=42, partitions=3), n))
     assert per_key(got) == per_key(expected)
+    # The streams are spread over the partitions: 5 over 3 is 2, 2 and 1, none left idle.
+    streams_per_partition = Counter(default_partition(key, 3) for key in per_key(got) if key)
+    assert sorted(streams_per_partition.values()) == [1, 2, 2]
+    # ... where the broker really holds them: each stream on the one partition its name hashes to.
+    keys = [key for key in per_key(got) if key]
+    assert key_partitions(kafka_bootstrap, topic, n) == {key: {default_partition(key, 3)} for key in keys}
 
 
 def test_noise_rate_is_within_binomial_bounds(kafka_bootstrap: str, make_topic: Callable[..., str]) -> None:

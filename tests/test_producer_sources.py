@@ -7,20 +7,25 @@ import math
 import selectors
 import subprocess
 import sys
+from collections import Counter
 from itertools import islice
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstm_stream.settings import ConfigError
 from producer.publisher import encode_value
 from producer.sources import (
     InputError,
     csv_records,
+    default_partition,
     file_source,
     line_records,
     pattern_records,
     stdin_source,
+    stream_names,
 )
 from producer.spec import SEED_SPEC, parse_spec
 
@@ -179,3 +184,21 @@ def test_stdin_streams_each_line_as_it_arrives() -> None:
         finally:
             proc.stdin.close()
     assert proc.wait(timeout=30) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys=st.integers(1, 40), partitions=st.integers(1, 12))
+def test_stream_names_spread_evenly_over_the_partitions(keys: int, partitions: int) -> None:
+    names = stream_names(keys, partitions)
+    assert len(names) == len(set(names)) == keys
+    per_partition = Counter(default_partition(name, partitions) for name in names)
+    assert len(per_partition) == min(keys, partitions), "a partition left with no stream"
+    assert max(per_partition.values()) - min(per_partition.values()) <= 1
+    assert stream_names(keys) == [f"stream-{i}" for i in range(keys)]  # one partition: the plain names
+
+
+def test_pattern_streams_are_named_after_the_partitions() -> None:
+    records = list(islice(pattern_records(UNIT, keys=6, seed=1, partitions=3), 60))
+    keys = {key for key, _ in records}
+    assert keys == set(stream_names(6, 3))
+    assert sorted(Counter(default_partition(k, 3) for k in keys if k).values()) == [2, 2, 2]
