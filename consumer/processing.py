@@ -24,7 +24,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from consumer.records import Decoder, Rejected, dead_letter_headers, encode_prediction, fit_dead_letter
+from consumer.records import (
+    INSTANCE_HEADER,
+    Decoder,
+    Rejected,
+    dead_letter_headers,
+    encode_prediction,
+    fit_dead_letter,
+)
 
 if TYPE_CHECKING:
     from consumer.checkpoint import Checkpoint
@@ -81,6 +88,7 @@ class Processor:
 
     def __init__(self, settings: RunSettings, stats: Stats, workers: int) -> None:
         self.settings, self.stats = settings, stats
+        self._prediction_headers = [(INSTANCE_HEADER, settings.instance_name.encode())]
         self.decoder = Decoder(
             settings.value_format, settings.value_field, settings.max_value_bytes, settings.max_key_bytes
         )
@@ -182,7 +190,7 @@ class Processor:
             checkpoint.send(s.dead_letter_topic, record.key, value, headers)
             self.stats.dead_letter(rejected.reason, partition, record.offset)
         for key, value in done.values:
-            checkpoint.send(s.output_topic, key, value)
+            checkpoint.send(s.output_topic, key, value, self._prediction_headers)
 
 
 def _smooth_loss(part: Partition, predictions: list[Prediction]) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "INSTANCE_HEADER",
     "REASONS",
     "Decoder",
     "Rejected",
@@ -50,6 +51,7 @@ REASONS = (
     "invalid_key",  # key bytes that are not UTF-8
 )
 HEADER_PREFIX = "lstm-stream.dead-letter."
+INSTANCE_HEADER = "lstm-stream.instance"  # on every prediction: the consumer instance that made it
 RECORD_OVERHEAD_BYTES = 512  # a record batch's and a record's framing, with room to spare
 
 

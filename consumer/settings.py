@@ -222,9 +222,14 @@ class RunSettings(StateSettings):
         return self.workers or usable_cpus()
 
     @property
+    def instance_name(self) -> str:
+        """--instance-id, or the host name (in docker-compose: the replica's container)."""
+        return self.instance_id or socket.gethostname()
+
+    @property
     def transactional_id(self) -> str:
         """Stable per instance, so a restarted instance fences its zombie."""
-        return f"{self.group_id}-{self.instance_id or socket.gethostname()}"
+        return f"{self.group_id}-{self.instance_name}"
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ def test_seed_sequence_end_to_end(
     }
     assert docs[0]["previous_hit"] is None
     assert docs[0]["key"] is None
+    assert {dict(r.headers).get("lstm-stream.instance") for r in records} == {b"test"}  # who made them
     last = [d["previous_hit"] for d in docs[-1000:]]
     assert sum(last) >= 990, f"hit rate over the last 1,000: {sum(last) / 10:.1f}%"
     tokens = seed_tokens(count + 1)
@@ -355,6 +356,7 @@ def test_partitions_move_between_instances_without_loss_or_duplicates(
     expected = [(p, i) for p in (0, 1) for i in range(per_partition)]
     assert sorted(by_offset) == expected
     assert all(len(values) == 1 for values in by_offset.values())
+    assert {dict(r.headers)["lstm-stream.instance"] for r in records} <= {b"test", b"test-b"}
     assert "partitions revoked" in first.log()
     assert "learner restored" in second.log()
 
