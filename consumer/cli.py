@@ -16,6 +16,7 @@ import sys
 from consumer.core.compile_cache import enable as enable_compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.settings import PREFIX, EvaluateSettings, ExportSettings, RunSettings
+from consumer.tf_import import import_tensorflow_quietly
 from lstm_stream import __version__
 from lstm_stream.settings import ConfigError, add_arguments, from_namespace
 
@@ -107,6 +108,9 @@ def _prepare_tensorflow(config: LearnerConfig, debug: bool, keras: bool = False)
     if not keras:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     enable_compile_cache(config.compile_cache_dir)
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
+        # Some of TensorFlow's lines come before it reads the level: see consumer/tf_import.py.
+        import_tensorflow_quietly()
 
 
 def _evaluate(ns: argparse.Namespace) -> int:
