@@ -2,11 +2,15 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+DIST   ?= dist
 
-.PHONY: help venv lint format test demo soak-crash soak-load bench bench-learner bench-consumer bench-quality kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load bench bench-learner bench-consumer bench-quality kafka-up kafka-down kafka-status constraints clean
 
 help:
 	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
+	@echo "make compose-test the docker-compose stack for real: up, scale, learn, scrape, restart, down (~5 min; CI runs it)"
+	@echo "make images       the stack's base images: pulled, or stand-ins built where no registry answers"
+	@echo "make dist         the wheel into dist/ (pip install dist/lstm_stream-*.whl; [consumer] for the consumer)"
 	@echo "make demo         the whole pipeline as local processes"
 	@echo "make lint         ruff + mypy"
 	@echo "make soak-crash   the crash test at full size: 20,000 messages, 10 SIGKILLs (~10 min)"
@@ -27,6 +31,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	for script in scripts/images scripts/compose-test; do $(BIN)/mypy --no-error-summary $$script || exit 1; done
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -34,6 +39,19 @@ format: venv
 
 test: venv
 	VENV=$(VENV) scripts/test
+
+# Needs a Docker engine (and docker compose or docker-compose); the base images come from
+# scripts/images: the real ones where they can be pulled, stand-ins where they cannot.
+compose-test: venv
+	$(BIN)/python scripts/compose-test
+
+images:
+	scripts/images
+
+dist: venv
+	rm -rf $(DIST)
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	@ls $(DIST)/*.whl
 
 demo: venv
 	VENV=$(VENV) scripts/demo
@@ -75,4 +93,4 @@ constraints: venv
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,9 +1,16 @@
-"""The deployment files: docker-compose.yml, the Dockerfiles, and README's configuration reference.
+"""The deployment files' fast first gate: docker-compose.yml, the Dockerfiles, README's reference.
 
-The compose file is read through a real compose implementation (`docker-compose config`), which
-validates it, resolves `${VAR:-default}` to the defaults and normalizes it; the producer's and
-the consumer's environment is then checked with the services' own settings loaders.
-(`promtool check config deploy/prometheus.yml` lives in tests/test_monitoring.py.)
+The stack itself is tested by running it: `make compose-test` (scripts/compose-test) builds the
+images, brings the stack up with README's commands, scales, learns, scrapes, restarts and takes
+it down, and checks healthchecks, non-root users, loopback-only ports, the broker's transactions,
+the compile-cache volume and the producer image without TensorFlow on the running containers.
+
+What stays here is what a run cannot show: a real compose implementation (`docker-compose
+config`) accepts the file; every variable it sets is an option of its service (a misspelt one
+would be ignored silently), checked with the services' own settings loaders; the topics agree;
+images are pinned; Grafana, which has no build to be had here, is configured as provisioned; the
+Dockerfiles install dependencies before the source (the build cache); README's configuration
+reference. (`promtool check config deploy/prometheus.yml` lives in tests/test_monitoring.py.)
 """
 
 from __future__ import annotations
@@ -101,66 +108,25 @@ def test_docker_compose_v1_validates_the_file() -> None:
     assert result.stderr.strip() == "", result.stderr  # no warning (an unset variable, a deprecation)
 
 
-def test_the_stack_has_its_services_with_healthchecks_and_conditions() -> None:
+def test_the_live_test_runs_every_service_but_grafana() -> None:
     services = compose_config()["services"]
-    assert set(services) == {"kafka", "topics", "producer", "consumer", "prometheus", "grafana"}
-    for name in ("kafka", "consumer", "prometheus", "grafana"):
-        assert service(name).get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
-    assert service("topics")["depends_on"]["kafka"]["condition"] == "service_healthy"
-    for name in ("producer", "consumer"):
-        assert service(name)["depends_on"]["topics"]["condition"] == "service_completed_successfully"
-    assert service("grafana")["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    compose_test = (REPO / "scripts" / "compose-test").read_text()
+    match = re.search(r"^SERVICES = \[([^]]*)\]", compose_test, flags=re.MULTILINE)
+    assert match, "scripts/compose-test names the services it brings up"
+    assert set(services) == set(re.findall(r'"([\w-]+)"', match.group(1))) | {"grafana"}
+    grafana = service("grafana")
+    assert grafana["healthcheck"]["test"], "Grafana, never run by the test, keeps a healthcheck"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
 
 
-def test_published_ports_are_loopback_only_and_the_consumer_scales() -> None:
-    for name, spec in compose_config()["services"].items():
-        for port in spec.get("ports", []):
-            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
-            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond loopback"
-    consumer = service("consumer")
-    assert "container_name" not in consumer, "--scale consumer=N needs distinct container names"
-    assert not consumer.get("ports"), "--scale consumer=N: replicas cannot publish the same port"
-    assert "LSTM_CONSUMER_INSTANCE_ID" not in environment("consumer"), "replicas need distinct ids"
-    assert consumer.get("restart") == "unless-stopped"
-
-
-def test_named_volumes_hold_the_data() -> None:
-    volumes = set(compose_config()["volumes"])
-    assert {"kafka-data", "prometheus-data", "grafana-data", "compile-cache"} <= volumes
-    for name, volume in (
-        ("kafka", "kafka-data"),
-        ("prometheus", "prometheus-data"),
-        ("grafana", "grafana-data"),
-        ("consumer", "compile-cache"),
-    ):
-        mounts = [
-            str(m.get("source") if isinstance(m, dict) else m.split(":")[0]) for m in service(name)["volumes"]
-        ]
-        assert volume in mounts, f"{name} does not keep its data in {volume}"
-
-
-def test_the_compile_cache_volume_is_where_the_consumer_looks() -> None:
-    from consumer.core.compile_cache import DEFAULT_DIR
-
-    mounts = [m if isinstance(m, dict) else dict(zip(("source", "target"), m.split(":"), strict=False))
-              for m in service("consumer")["volumes"]]  # fmt: skip
-    target = next(m["target"] for m in mounts if m.get("source") == "compile-cache")
-    assert target == DEFAULT_DIR.replace("~", "/home/lstm")  # the image's user's home
-    assert "LSTM_CONSUMER_COMPILE_CACHE_DIR" not in service("consumer")["environment"]
-    assert f"install -d -o lstm -g lstm {target}" in (DOCKER / "consumer.Dockerfile").read_text()
-
-
-def test_the_broker_can_run_transactions_on_one_node() -> None:
-    env = environment("kafka")
-    assert service("kafka")["image"] == f"apache/kafka:{_pom_kafka_version()}"
-    for key in (
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
-    ):
-        assert env[key] == "1", key
-    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
-    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+def test_grafana_keeps_its_data_in_a_named_volume() -> None:
+    # The other services' volumes are checked on the running stack by `make compose-test`.
+    assert "grafana-data" in compose_config()["volumes"]
+    mounts = [
+        str(m.get("source") if isinstance(m, dict) else m.split(":")[0])
+        for m in service("grafana")["volumes"]
+    ]
+    assert "grafana-data" in mounts
 
 
 def _pom_kafka_version() -> str:
@@ -171,13 +137,14 @@ def _pom_kafka_version() -> str:
 
 
 def test_images_are_pinned() -> None:
+    assert service("kafka")["image"] == f"apache/kafka:{_pom_kafka_version()}"
     for name in ("kafka", "topics", "prometheus", "grafana"):
         image = service(name)["image"]
         tag = image.rsplit(":", 1)[1] if ":" in image else ""
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned to a version"
 
 
-def test_monitoring_mounts_the_deploy_files() -> None:
+def test_grafana_mounts_the_provisioning_and_the_dashboard() -> None:
     def sources(name: str) -> dict[str, str]:
         out = {}
         for mount in service(name)["volumes"]:
@@ -188,8 +155,6 @@ def test_monitoring_mounts_the_deploy_files() -> None:
                 out[target] = source
         return out
 
-    prometheus = sources("prometheus")
-    assert Path(prometheus["/etc/prometheus/prometheus.yml"]) == REPO / "deploy" / "prometheus.yml"
     grafana = sources("grafana")
     assert Path(grafana["/etc/grafana/provisioning"]) == REPO / "deploy" / "grafana" / "provisioning"
     assert Path(grafana["/var/lib/grafana/dashboards"]) == REPO / "deploy" / "grafana" / "dashboards"
@@ -227,22 +192,6 @@ def test_producer_environment_is_accepted_by_its_settings() -> None:
     assert settings.rate == 50.0
     # A null key would scatter the one stream over the partitions: several keyed streams instead.
     assert settings.keys > 1 or settings.key
-
-
-def test_both_services_reach_the_broker_on_its_internal_listener() -> None:
-    listeners = environment("kafka")["KAFKA_ADVERTISED_LISTENERS"]
-    internal = {entry.split("://", 1)[1] for entry in listeners.split(",")}
-    assert environment("consumer")["LSTM_CONSUMER_BOOTSTRAP_SERVERS"] in internal
-    assert environment("producer")["LSTM_PRODUCER_BOOTSTRAP_SERVERS"] in internal
-
-
-def test_consumer_healthcheck_and_prometheus_use_the_consumer_port() -> None:
-    port = load(
-        consumer_settings.RunSettings, consumer_settings.PREFIX, [], env=environment("consumer")
-    ).http_port
-    assert f"127.0.0.1:{port}/healthz" in " ".join(service("consumer")["healthcheck"]["test"])
-    prometheus = (REPO / "deploy" / "prometheus.yml").read_text()
-    assert re.search(rf'names:\s*\["consumer"\]\s*\n\s*type:\s*A\s*\n\s*port:\s*{port}\b', prometheus)
 
 
 # -- (c) topic names agree --------------------------------------------------------------------------
@@ -294,39 +243,15 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("name", ["producer", "consumer"])
-def test_dockerfile_is_pinned_non_root_and_caches_dependencies(name: str) -> None:
+def test_dockerfile_is_pinned_and_caches_dependencies(name: str) -> None:
+    # Its user, entry point and contents are checked on the built image by `make compose-test`.
     steps = instructions(DOCKER / f"{name}.Dockerfile")
-    words = [word for word, _ in steps]
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", steps[0][1]), steps[0]
-    users = [rest for word, rest in steps if word == "USER"]
-    assert users, "the image must switch to a non-root user"
-    assert users[-1] not in ("root", "0"), "the image must run as a non-root user"
-    assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN"), "USER after the installs"
     deps = next(i for i, (w, rest) in enumerate(steps) if w == "RUN" and "constraints.txt" in rest)
     first_source = next(i for i, (w, rest) in enumerate(steps) if w == "COPY" and rest.startswith(name))
     assert deps < first_source, "dependencies must be installed before the source is copied"
     assert all("pyproject.toml" in r or "constraints.txt" in r for w, r in steps[:deps] if w == "COPY")
-    assert dict(steps)["ENTRYPOINT"] == f'["lstm-{name}"]'
-    assert dict(steps)["CMD"] == ('["pattern"]' if name == "producer" else '["run"]')
     assert service(name)["build"]["dockerfile"] == f"deploy/docker/{name}.Dockerfile"
-
-
-def test_the_producer_image_never_installs_tensorflow() -> None:
-    text = (DOCKER / "producer.Dockerfile").read_text()
-    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    for banned in ("tensorflow", "keras", "[consumer", "optional-dependencies", "COPY consumer"):
-        assert banned not in code, f"producer.Dockerfile mentions {banned!r}"
-    assert "['project']['dependencies']" in code
-
-
-def test_the_images_install_what_pyproject_declares() -> None:
-    """The Dockerfiles' dependency lists, computed as they compute them, against pyproject.toml."""
-    import tomllib
-
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert not any("tensorflow" in dep for dep in project["dependencies"])
-    assert any("tensorflow" in dep for dep in project["optional-dependencies"]["consumer"])
-    assert "optional-dependencies']['consumer']" in (DOCKER / "consumer.Dockerfile").read_text()
 
 
 def test_dockerignore_keeps_the_context_small() -> None:

@@ -10,16 +10,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 
 # The compile cache's directory exists, owned by the user, so a volume mounted on it is writable.
-RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin lstm \
+RUN useradd --no-log-init --create-home --uid 10001 --shell /usr/sbin/nologin lstm \
     && install -d -o lstm -g lstm /home/lstm/.cache/lstm-stream/xla
 WORKDIR /app
 
 # Dependencies first, from the pins alone: this layer (TensorFlow: the big one) is rebuilt only
-# when the pins change, not when the code does.
+# when the pins change, not when the code does. TensorFlow's C++ headers (290 MB, for building
+# custom ops) are never used at run time: removed in the same layer.
 COPY constraints.txt pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['consumer']))" > requirements.txt \
-    && pip install -c constraints.txt -r requirements.txt
+    && pip install -c constraints.txt -r requirements.txt \
+    && rm -rf "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tensorflow/include"
 
 # Then the source.
 COPY README.md ./

@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin lstm
+RUN useradd --no-log-init --create-home --uid 10001 --shell /usr/sbin/nologin lstm
 WORKDIR /app
 
 # Dependencies first, from the pins alone: this layer is rebuilt only when the pins change.

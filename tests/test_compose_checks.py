@@ -1,0 +1,59 @@
+"""The pure parts of scripts/compose-test's checks (the live run is `make compose-test`).
+
+The dashboard's queries are filled in as Grafana fills them; the hit ratio and the replicas are
+read from prediction rows as the test reads them from the predictions topic.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+from compose_checks import DASHBOARD, Predictions, expand, panel_queries
+from compose_stack import StackError
+
+
+def test_every_dashboard_query_is_filled_in_with_no_variable_left() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    names = [v["name"] for v in dashboard["templating"]["list"]]
+    queries = list(panel_queries(dashboard["panels"]))
+    titled = {title for title, _ in queries}
+    assert len(titled) == len([p for p in dashboard["panels"] if p.get("targets")]), "a panel without a query"
+    for _, expr in queries:
+        filled = expand(expr, {name: [".*", "0", "1"] for name in names})
+        assert filled
+        assert all("$" not in e for e in filled)
+
+
+def test_expand_fills_each_value_and_grafana_intervals() -> None:
+    expr = 'rate(x{partition=~"$partition"}[$__rate_interval])'
+    assert expand(expr, {"partition": [".*", "2"]}) == [
+        'rate(x{partition=~".*"}[1m])',
+        'rate(x{partition=~"2"}[1m])',
+    ]
+    with pytest.raises(StackError, match="unknown variable"):
+        expand("x{a=~'$nope'}", {"partition": ["0"]})
+    with pytest.raises(StackError, match="no value"):
+        expand('x{partition=~"$partition"}', {"partition": []})
+
+
+def test_rows_nested_panels_are_queried_too() -> None:
+    panels = [{"type": "row", "panels": [{"title": "inner", "targets": [{"expr": "up"}]}]}]
+    assert list(panel_queries(panels)) == [("inner", "up")]
+
+
+def test_hit_ratio_is_over_the_last_thousand_by_input_offset_and_instances_since() -> None:
+    predictions = Predictions("unused:9092")
+    rows = [(offset, offset >= 5, "a" if offset < 1000 else "b") for offset in range(1005)]
+    predictions.by_partition[0] = list(reversed(rows))  # read order does not matter
+    assert predictions.hit_ratio(0) == 1.0  # offsets 5..1004
+    predictions.by_partition[0].append((1005, False, "b"))
+    assert predictions.hit_ratio(0) == 0.999
+    assert predictions.instances() == {"a", "b"}
+    assert predictions.instances(since={0: 1000}) == {"b"}
+    assert predictions.offsets(0)[:3] == [0, 1, 2]
