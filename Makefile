@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DIST   ?= dist
 
-.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load bench bench-learner bench-consumer bench-quality kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load bench bench-learner bench-consumer bench-quality bench-anomalies bench-query kafka-up kafka-down kafka-status constraints clean
 
 help:
 	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
@@ -19,6 +19,8 @@ help:
 	@echo "make bench-consumer  bench/consumer.py: the service end to end, 1 and 2 partitions, 1,000 keys (~4 min)"
 	@echo "make bench-learner  bench/learner.py: the core's speed beside the seed's loop, capacities 64-1024 (~10 min)"
 	@echo "make bench-quality  bench/quality.py: every kind of stream, 3 generator seeds each, full size (~15 min)"
+	@echo "make bench-anomalies  bench/anomalies.py: the seed with 1% injected foreign tokens, every way, precision/recall (~10 min)"
+	@echo "make bench-query  bench/query.py: GET /v1/streams/{key}/next at 200/s while the consumer learns, beside none (~5 min)"
 	@echo "make kafka-up     start the local broker (scripts/kafka up); kafka-down, kafka-status"
 
 venv: $(VENV)/.installed
@@ -77,6 +79,12 @@ bench: bench-learner bench-consumer
 
 bench-quality: venv
 	$(BIN)/python bench/quality.py
+
+bench-anomalies: venv
+	$(BIN)/python bench/anomalies.py
+
+bench-query: venv
+	$(BIN)/python bench/query.py
 
 kafka-up:
 	scripts/kafka up

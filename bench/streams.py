@@ -5,7 +5,8 @@ can draw other instances of the same kind of stream: the figures must hold for t
 for one sample. Kinds: the seed's periodic pattern (alone, over many keys at random phases,
 with noise, switching to another pattern), short interleaved sessions, natural text as
 characters, log lines as words (with ids that never repeat across blocks), an endless supply
-of distinct ids, and a periodic stream whose tokens are renamed over time.
+of distinct ids, a periodic stream whose tokens are renamed over time, and the pattern with
+foreign tokens injected and labelled (anomalies).
 
 >>> [t for _, t in seed(5)], len(sessions(200, seed=1)), distinct(2)
 (['4', '4', '4', '4', '4'], 200, [(None, 'id-0'), (None, 'id-1')])
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
     "SEED_UNIT",
     "distinct",
     "drifting_vocabulary",
+    "injected",
     "log_lines",
     "seed",
     "seed_keys",
@@ -157,3 +160,42 @@ def drifting_vocabulary(n: int, period: int = 20, every: int = 25, seed: int = 0
             fresh += 1
         out.append((None, pattern[i % period]))
     return out
+
+
+FOREIGN: dict[str, Callable[[random.Random], str]] = {
+    "distinct": lambda rnd: f"error-{rnd.randrange(10**9)}",  # never the same twice
+    "same": lambda rnd: "ERROR",  # one foreign token, again and again
+    "five": lambda rnd: rnd.choice(["E1", "E2", "E3", "E4", "E5"]),  # a few kinds of error
+}
+
+
+def injected(
+    n: int,
+    rate: float = 0.01,
+    mode: str = "insert",
+    foreign: str = "distinct",
+    keys: int = 1,
+    seed: int = 0,
+    unit: list[str] = SEED_UNIT,
+) -> tuple[Records, list[bool]]:
+    """The pattern over `keys` keys (at random phases), with foreign tokens injected at `rate`
+    (`mode` insert: added between two tokens; replace: taking one's place), and a label per
+    record (True: injected). `foreign`: which tokens, see FOREIGN."""
+    rnd = random.Random(seed)
+    phase = {f"k{k}": rnd.randrange(len(unit)) for k in range(keys)}
+    names = list(phase)
+    records: Records = []
+    labels: list[bool] = []
+    while len(records) < n:
+        key = rnd.choice(names)
+        stream = None if keys == 1 else key
+        if rnd.random() < rate:
+            records.append((stream, FOREIGN[foreign](rnd)))
+            labels.append(True)
+            if mode == "replace":
+                phase[key] += 1
+        else:
+            records.append((stream, unit[phase[key] % len(unit)]))
+            labels.append(False)
+            phase[key] += 1
+    return records, labels

@@ -16,6 +16,7 @@ from consumer import logs
 from consumer.core.config import LearnerConfig
 from consumer.http import HealthServer, Probe
 from consumer.metrics import Metrics
+from consumer.query import Store
 from consumer.service import FatalError, Service
 from consumer.settings import RunSettings
 from consumer.stats import Stats
@@ -40,14 +41,16 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
         partitions=lambda: service.partitions() if service is not None else {},
     )
     stats = Stats(settings.status_interval_s, metrics)
-    service = Service(settings, config, probe, stats)
+    store = Store(settings.instance_name, settings.max_key_bytes)
+    service = Service(settings, config, probe, stats, store)
     try:
-        server = HealthServer(settings.http_host, settings.http_port, probe, metrics.render)
+        server = HealthServer(settings.http_host, settings.http_port, probe, metrics.render, store.answer)
     except OSError as exc:
         raise ConfigError(
             f"--http-host/--http-port: cannot listen on {settings.http_host}:{settings.http_port}: {exc}"
         ) from None
     log.info("serving /healthz, /readyz and /metrics on http://%s:%d", settings.http_host, server.port)
+    log.info("serving /v1/streams/{key}/next on http://%s:%d", settings.http_host, server.port)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if service.stop.is_set():

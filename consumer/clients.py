@@ -104,6 +104,8 @@ def _ensure_topics(s: RunSettings) -> int | None:
             ensure_topic(admin, s.output_topic, count)
             ensure_topic(admin, s.dead_letter_topic, count, DEAD_LETTER_TOPIC_CONFIG)
             ensure_topic(admin, s.state_topic, count, STATE_TOPIC_CONFIG)
+            if s.anomaly_top_g:
+                ensure_topic(admin, s.anomaly_topic, count)
         return max_message_bytes(admin, s.dead_letter_topic)
     finally:
         admin.close()

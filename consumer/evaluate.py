@@ -1,12 +1,16 @@
 """`lstm-consumer evaluate`: replay a token file through the learner offline and score it.
 
-Each line is one token of the default stream (whitespace stripped, blank lines skipped) or
-``KEY<TAB>TOKEN``. The messages go through the learner in chunks, as the service feeds it, and
-every prediction is scored when its key's next token arrives (prequential: predict, score, learn):
-the published one, and the LSTM's and the baseline's beside it.
+Each line is one token of the default stream (whitespace stripped, blank lines skipped),
+``KEY<TAB>TOKEN``, or ``KEY<TAB>TOKEN<TAB>LABEL`` with LABEL 1/0 (also true/false, anomaly/normal):
+whether that input is a real anomaly. The messages go through the learner in chunks, as the
+service feeds it, and every prediction is scored when its key's next token arrives
+(prequential: predict, score, learn): the published one, and the LSTM's and the baseline's
+beside it. The anomaly figures (`consumer.anomalies`) count the inputs not among their key's
+previous --anomaly-top-g most likely tokens, from --anomaly-from on; with labels, their
+precision, recall and F1.
 
->>> [parse_line(line) for line in ["a\\n", "  \\n", "user-1\\tb c\\n", "\\tc"]]
-[(None, 'a'), None, ('user-1', 'b c'), (None, 'c')]
+>>> [parse_line(line) for line in ["a\\n", "  \\n", "user-1\\tb c\\n", "\\tc", "k\\tx\\t1"]]
+[(None, 'a', None), None, ('user-1', 'b c', None), (None, 'c', None), ('k', 'x', True)]
 >>> curve = Curve(keep=True)
 >>> for message, hit in enumerate([None, True, False, True], start=1):
 ...     curve.push(message, hit)
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from consumer.anomalies import AnomalyTally, parse_label
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.core.rolling import Rolling
@@ -41,23 +46,45 @@ from lstm_stream.settings import ConfigError
 if TYPE_CHECKING:
     from consumer.core.learner import Learner, Prediction
 
-__all__ = ["Curve", "Report", "Tracker", "evaluate", "parse_line", "read_records", "run", "summary"]
+__all__ = [
+    "Curve",
+    "Report",
+    "Tracker",
+    "evaluate",
+    "parse_line",
+    "read_labelled",
+    "read_records",
+    "run",
+    "summary",
+]
 
 Record = tuple[str | None, str]
 GOAL_WINDOW, GOAL_HITS = 100, 99  # "learned": 99 hits among the last 100 scored predictions
 
 
-def parse_line(line: str) -> Record | None:
-    """``TOKEN`` or ``KEY<TAB>TOKEN`` (an empty key is the default stream); None for a blank line."""
-    key, tab, token = line.partition("\t")
-    if not tab:
-        key, token = "", key
-    token = token.strip()
-    return (key.strip() or None, token) if token else None
+def parse_line(line: str) -> tuple[str | None, str, bool | None] | None:
+    """``TOKEN``, ``KEY<TAB>TOKEN`` or ``KEY<TAB>TOKEN<TAB>LABEL`` (an empty key is the default
+    stream) as (key, token, label or None); None for a blank line. A `ValueError` for a label
+    that is not one."""
+    fields = line.rstrip("\r\n").split("\t", 2)
+    if len(fields) == 1:
+        fields = ["", fields[0]]
+    key, token = fields[0].strip() or None, fields[1].strip()
+    label = None
+    if len(fields) == 3:
+        label = parse_label(fields[2])
+        if label is None:
+            raise ValueError(f"the label {fields[2].strip()!r} is not 1/0, true/false or anomaly/normal")
+    return (key, token, label) if token else None
 
 
 def read_records(path: str) -> list[Record]:
     """Every record of the file (``-``: standard input); a `ConfigError` if it cannot be read."""
+    return read_labelled(path)[0]
+
+
+def read_labelled(path: str) -> tuple[list[Record], list[bool] | None]:
+    """The file's records, and their labels if any line has one (the others are normal)."""
     try:
         if path == "-":
             lines: Iterable[str] = sys.stdin.readlines()
@@ -66,7 +93,19 @@ def read_records(path: str) -> list[Record]:
             lines = Path(path).read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return [record for record in map(parse_line, lines) if record is not None]
+    records: list[Record] = []
+    labels: list[bool] = []
+    labelled = False
+    for number, line in enumerate(lines, start=1):
+        try:
+            parsed = parse_line(line)
+        except ValueError as exc:
+            raise ConfigError(f"{path}, line {number}: {exc}") from None
+        if parsed is not None:
+            records.append((parsed[0], parsed[1]))
+            labels.append(bool(parsed[2]))
+            labelled |= parsed[2] is not None
+    return records, labels if labelled else None
 
 
 class Curve:
@@ -96,11 +135,13 @@ class Curve:
 class Tracker:
     """What the learner's cumulative scores cannot tell: per-message curves, when it learned."""
 
-    def __init__(self, keep_curves: bool = False) -> None:
+    def __init__(self, keep_curves: bool = False, anomalies: AnomalyTally | None = None) -> None:
         self.curves = {name: Curve(keep_curves) for name in PREDICTORS}
+        self.anomalies = anomalies or AnomalyTally(g=1)
         self.messages = 0
 
     def update(self, predictions: Sequence[Prediction]) -> None:
+        self.anomalies.update(predictions)
         for prediction in predictions:
             self.messages += 1
             hits = (prediction.previous_hit, prediction.previous_lstm_hit, prediction.previous_baseline_hit)
@@ -162,14 +203,16 @@ def evaluate(
     *,
     keep_curves: bool = False,
     learner: Learner | None = None,
+    labels: list[bool] | None = None,
 ) -> Report:
     """Replay `records` through a fresh learner of `config` (or through `learner`, as it is);
-    keep the curves if asked or a plot is."""
+    keep the curves if asked or a plot is; score the anomalies against `labels` if given."""
     if learner is None:
         from consumer.core.learner import Learner  # TensorFlow: only once there is work to do
 
         learner = Learner(config, min_batch=settings.chunk)  # one compiled program, the last chunk too
-    tracker = Tracker(keep_curves=keep_curves or bool(settings.plot))
+    anomalies = AnomalyTally(settings.anomaly_top_g, settings.anomaly_from, labels)
+    tracker = Tracker(keep_curves=keep_curves or bool(settings.plot), anomalies=anomalies)
     times = _replay(learner, records, settings, tracker)
     return Report(_results(learner, tracker, times, settings), tracker)
 
@@ -209,6 +252,7 @@ def _results(
         "evicted_keys": learner.evicted_keys,
         "predictions": learner.score.scored,
         **_scores(learner, tracker),
+        **tracker.anomalies.results(),
         "seconds": seconds,
         "msgs_per_s": learner.messages / seconds if seconds > 0 else None,
         "steady_msgs_per_s": steady / sum(times[1:]) if steady and sum(times[1:]) > 0 else None,
@@ -245,6 +289,7 @@ def summary(results: dict[str, Any]) -> str:
             f"last 1000: {r['rolling_hit_rate_1000']:.3f}), log-loss {r['log_loss']:.3f}; {learned}",
             f"  LSTM alone {r['lstm_hit_rate']:.3f}, log-loss {r['lstm_log_loss']:.3f}; "
             f"baseline {r['baseline_hit_rate']:.3f}, log-loss {r['baseline_log_loss']:.3f}",
+            _anomaly_line(r),
             f"  {r['keys']} key{'' if r['keys'] == 1 else 's'}, vocabulary {r['vocabulary']} "
             f"({r['new_tokens']} new tokens, {r['recycled_tokens']} recycled ids), "
             f"model step {r['model_step']}, mode {r['mode']}",
@@ -252,13 +297,24 @@ def summary(results: dict[str, Any]) -> str:
     )
 
 
+def _anomaly_line(r: dict[str, Any]) -> str:
+    rate = "n/a" if r["anomaly_rate"] is None else f"{r['anomaly_rate']:.2%}"
+    line = f"  anomalies (not in the previous top {r['anomaly_top_g']}): {r['anomalies']}, rate {rate}"
+    if "anomaly_precision" in r:
+        figures = [(name, r[f"anomaly_{name}"]) for name in ("precision", "recall", "f1")]
+        line += ", against the labels " + ", ".join(
+            f"{n} {'n/a' if v is None else f'{v:.3f}'}" for n, v in figures
+        )
+    return line
+
+
 def run(path: str, settings: EvaluateSettings, config: LearnerConfig) -> int:
     """The command: read, replay, report. `ConfigError` for an unreadable file or a bad plot path;
     `OSError` if the plot cannot be written."""
     if settings.plot and not Path(settings.plot).resolve().parent.is_dir():
         raise ConfigError(f"--plot: no directory to write {settings.plot} in")
-    records = read_records(path)
-    report = evaluate(records, config, settings)
+    records, labels = read_labelled(path)
+    report = evaluate(records, config, settings, labels=labels)
     if settings.json:
         print(json.dumps(report.results, allow_nan=False), flush=True)
     if settings.plot:

@@ -53,6 +53,7 @@ PROCESSING_BUCKETS = (
     5,
     10,
 )
+SURPRISE_BUCKETS = (0.01, 0.1, 0.5, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -84,6 +85,17 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.surprise = Histogram(
+            f"{PREFIX}surprise",  # in bits; promtool wants no "bits" in a name (it reads it as data)
+            "How unexpected each input token was under its key's previous prediction: -log2 p (bits)",
+            buckets=SURPRISE_BUCKETS,
+            registry=r,
+        )
+        self.anomalies = Counter(
+            f"{PREFIX}anomalies",
+            "Inputs not among their key's previous --anomaly-top-g most likely tokens (0 while off)",
+            registry=r,
+        )
         self.snapshot_seconds = Histogram(
             f"{PREFIX}snapshot_duration_seconds",
             "Time to snapshot and compress a learner",
@@ -111,10 +123,13 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def batch(self, records: Sequence[Any], seconds: float) -> None:
-        """One poll's records of a partition went through its learner."""
+    def batch(self, records: Sequence[Any], seconds: float, predictions: Sequence[Any] = ()) -> None:
+        """One poll's records of a partition went through its learner (and made `predictions`)."""
         now = time.time()
         self.batch_seconds.observe(seconds)
+        for prediction in predictions:
+            if prediction.surprise_bits is not None:
+                self.surprise.observe(prediction.surprise_bits)
         per_message = seconds / len(records)
         for record in records:
             self.message_seconds.observe(per_message)

@@ -2,14 +2,16 @@
 
 Contract. The session hands each poll to `Processor.submit`, by partition. For each partition,
 one call on a worker thread: decode every record (invalid ones become dead letters), pass the
-valid ones to the partition's learner (in calls of --max-poll-records), encode the predictions.
-Up to --workers calls run at once, each partition's alone (TensorFlow releases the GIL inside
-its compiled calls), while the session's thread goes on polling: one process uses as many cores
-as it has partitions to learn, and its Kafka work overlaps the learning. A partition's next
-records wait for its call in flight, so a partition is learned by one thread at a time, in
-offset order: its results are those of a single thread. Results are sent only by the
-session's thread (`collect`, `drain`), through the open checkpoint, dead letters and then
-predictions in offset order. The session drains every call before it commits (at the commit
+valid ones to the partition's learner (in calls of --max-poll-records), encode the predictions
+(and the anomaly records, with --anomaly-top-g). Up to --workers calls run at once, each
+partition's alone (TensorFlow releases the GIL inside its compiled calls), while the session's
+thread goes on polling: one process uses as many cores as it has partitions to learn, and its
+Kafka work overlaps the learning. A partition's next records wait for its call in flight, so a
+partition is learned by one thread at a time, in offset order: its results are those of a
+single thread. Results are sent only by the session's thread (`collect`, `drain`), through the
+open checkpoint: dead letters, then predictions in offset order, then anomalies. Each key's
+latest prediction is staged on its partition for the query endpoint, which sees it once it is
+committed (`consumer.query`). The session drains every call before it commits (at the commit
 interval, at a revocation, at stop), so everything learned belongs to the checkpoint that
 commits it: one transaction per interval holds. An abort or a loss discards the calls in flight
 (their partitions are restored from the state topic).
@@ -24,13 +26,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from consumer.query import Pending
 from consumer.records import (
     INSTANCE_HEADER,
     Decoder,
     Rejected,
     dead_letter_headers,
+    encode_anomaly,
     encode_prediction,
     fit_dead_letter,
+    is_anomaly,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +61,8 @@ class Partition:
     loss: float | None = None  # moving average of the training loss
     snapshot_size: int = 0  # bytes of its last snapshot
     counted_from: dict[str, int] = field(default_factory=dict)  # its learner's totals when it came
+    # Each key's latest prediction since the last commit: published at the commit (`consumer.query`)
+    staged: dict[str | None, Pending] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +73,8 @@ class _Done:
     rejected: list[tuple[Any, Rejected]] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
     values: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, prediction record)
+    anomalies: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, anomaly record)
+    latest: dict[str | None, Pending] = field(default_factory=dict)  # each key's last prediction
     seconds: float = 0.0
 
 
@@ -141,6 +150,7 @@ class Processor:
         part.next_offset = records[-1].offset + 1
         part.consumed += len(records)
         part.lag = target.lag(p)
+        part.staged.update(result.latest)
         _smooth_loss(part, result.predictions)
         target.checkpoint.processed(p, part)
         self.stats.processed(p, records, result.predictions, result.seconds)
@@ -161,20 +171,13 @@ class Processor:
         step = self.settings.max_poll_records  # the learner's programs are padded to this many
         for start in range(0, len(tokens), step):
             done.predictions += learner.learn_predict_many(tokens[start : start + step])
-        for record, (key, _), p in zip(valid, tokens, done.predictions, strict=True):
-            value = encode_prediction(
-                key,
-                record.partition,
-                record.offset,
-                p.predicted,
-                p.probability,
-                p.model_step,
-                p.previous_hit,
-                p.baseline,
-                p.lstm,
-                p.lstm_probability,
-            )
-            done.values.append((record.key, value))
+        s, g = self.settings, self.settings.anomaly_top_g
+        for record, (key, token), p in zip(valid, tokens, done.predictions, strict=True):
+            done.values.append((record.key, encode_prediction(p, record.partition, record.offset)))
+            done.latest[key] = Pending(record.offset, p.model_step, p.top)
+            if is_anomaly(p, g):
+                value = encode_anomaly(p, token, s.input_topic, record.partition, record.offset, g)
+                done.anomalies.append((record.key, value))
         done.seconds = time.perf_counter() - started
         return done
 
@@ -191,6 +194,9 @@ class Processor:
             self.stats.dead_letter(rejected.reason, partition, record.offset)
         for key, value in done.values:
             checkpoint.send(s.output_topic, key, value, self._prediction_headers)
+        for key, value in done.anomalies:
+            checkpoint.send(s.anomaly_topic, key, value, self._prediction_headers)
+        self.stats.anomalies(len(done.anomalies))
 
 
 def _smooth_loss(part: Partition, predictions: list[Prediction]) -> None:

@@ -16,9 +16,15 @@ dead-letter topic unchanged, with headers naming the reason and where it came fr
 (None, '7')
 >>> Decoder("json", "token", 64, 8).decode(None, b'{"token": NaN}').reason
 'invalid_json'
->>> encode_prediction("k", 0, 41, "8", 0.96875, 12, True, "4", "8", 0.9375)
+>>> from consumer.core.learner import Prediction
+>>> p = Prediction("k", "8", 0.96875, 12, True, "4", 0.1, "8", 0.9375, True, False,
+...                top=(("8", 0.96875), (None, 0.03125)), surprise_bits=0.04575, rank=1)
+>>> encode_prediction(p, 0, 41)
 b'{"key":"k","partition":0,"offset":41,"predicted":"8","probability":0.96875,"model_step":12,\
-"previous_hit":true,"baseline":"4","lstm":"8","lstm_probability":0.9375}'
+"previous_hit":true,"baseline":"4","lstm":"8","lstm_probability":0.9375,"top":[{"token":"8",\
+"probability":0.96875},{"token":null,"probability":0.03125}],"surprise_bits":0.046,"rank":1}'
+>>> is_anomaly(p, 1), is_anomaly(p, 0)
+(False, False)
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ import json
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from consumer.core.learner import Prediction
 
 __all__ = [
     "INSTANCE_HEADER",
@@ -35,8 +44,10 @@ __all__ = [
     "Decoder",
     "Rejected",
     "dead_letter_headers",
+    "encode_anomaly",
     "encode_prediction",
     "fit_dead_letter",
+    "is_anomaly",
 ]
 
 REASONS = (
@@ -164,33 +175,52 @@ def fit_dead_letter(
     return None, [*headers, (HEADER_PREFIX + "value-omitted-bytes", str(len(value)).encode())]
 
 
-def encode_prediction(
-    key: str | None,
-    partition: int,
-    offset: int,
-    predicted: str | None,
-    probability: float,
-    model_step: int,
-    previous_hit: bool | None,
-    baseline: str | None,
-    lstm: str | None,
-    lstm_probability: float,
-) -> bytes:
+def encode_prediction(prediction: Prediction, partition: int, offset: int) -> bytes:
     """The prediction record's value: compact JSON, fields in a fixed order (byte-stable).
 
     `predicted`/`probability` are the published guess (the mixture), `previous_hit` the outcome
     of the key's previous published guess; `baseline` and `lstm` are the two inputs' own guesses
-    for the same next token, so every lift is visible."""
+    for the same next token, so every lift is visible. `top` lists the published distribution's
+    most likely classes (null: a token not yet seen); `surprise_bits` and `rank` say how this
+    record's input token stood in the key's previous prediction."""
+    p = prediction
     document = {
-        "key": key,
+        "key": p.key,
         "partition": partition,
         "offset": offset,
-        "predicted": predicted,
-        "probability": probability,
-        "model_step": model_step,
-        "previous_hit": previous_hit,
-        "baseline": baseline,
-        "lstm": lstm,
-        "lstm_probability": lstm_probability,
+        "predicted": p.predicted,
+        "probability": p.probability,
+        "model_step": p.model_step,
+        "previous_hit": p.previous_hit,
+        "baseline": p.baseline,
+        "lstm": p.lstm,
+        "lstm_probability": p.lstm_probability,
+        "top": [{"token": token, "probability": probability} for token, probability in p.top],
+        "surprise_bits": None if p.surprise_bits is None else round(p.surprise_bits, 3),
+        "rank": p.rank,
     }
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_anomaly(
+    prediction: Prediction, token: str, topic: str, partition: int, offset: int, g: int
+) -> bytes:
+    """The anomaly record's value: the input that was not among its key's previous G most
+    likely tokens, where it came from, and how far out it was."""
+    document = {
+        "key": prediction.key,
+        "token": token,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "rank": prediction.rank,
+        "surprise_bits": None if prediction.surprise_bits is None else round(prediction.surprise_bits, 3),
+        "top_g": g,
+        "model_step": prediction.model_step,
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def is_anomaly(prediction: Prediction, g: int) -> bool:
+    """Not among the key's previous G most likely classes (never for a key's first message)."""
+    return g > 0 and prediction.rank is not None and prediction.rank > g

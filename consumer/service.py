@@ -31,6 +31,7 @@ from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
 from consumer.http import Probe
 from consumer.processing import Partition, Processor
+from consumer.query import Store
 from consumer.restore import FatalError, Restorer
 from consumer.session import Session
 from consumer.settings import RunSettings
@@ -45,8 +46,10 @@ log = logging.getLogger("consumer.service")
 class Service:
     """Consume, learn, predict, commit; `run` until `stop` is set."""
 
-    def __init__(self, settings: RunSettings, config: LearnerConfig, probe: Probe, stats: Stats) -> None:
-        self.settings, self.config, self.probe, self.stats = settings, config, probe, stats
+    def __init__(
+        self, settings: RunSettings, config: LearnerConfig, probe: Probe, stats: Stats, store: Store
+    ) -> None:
+        self.settings, self.config, self.probe, self.stats, self.store = settings, config, probe, stats, store
         self.stop = threading.Event()
         self.processor = Processor(settings, stats, settings.worker_count)
         self.restorer = Restorer(settings, config, self._new_learner)
@@ -92,7 +95,9 @@ class Service:
 
     def _session(self) -> None:
         clients = connect(self.settings)
-        self.session = Session(clients, self.settings, self.probe, self.stats, self.processor, self.restorer)
+        self.session = Session(
+            clients, self.settings, self.probe, self.stats, self.processor, self.restorer, self.store
+        )
         if not self._warm:  # after the clients connected (a bad address fails fast), before joining
             self._warm_up()
             self._warm = True
@@ -106,7 +111,7 @@ class Service:
 
     def _new_learner(self) -> Learner:
         # Every call padded to the bucket of a full poll: one compiled program per process.
-        return Learner(self.config, min_batch=self.settings.max_poll_records)
+        return Learner(self.config, min_batch=self.settings.max_poll_records, top_k=self.settings.top_k)
 
     def _warm_up(self) -> None:
         """Compile the learner's program before joining the group, not while partitions wait."""

@@ -37,6 +37,7 @@ from consumer.clients import Clients, wait_for_topic
 from consumer.http import Probe
 from consumer.logs import fields
 from consumer.processing import Partition, Processor, Target
+from consumer.query import Store
 from consumer.restore import Restorer
 from consumer.settings import RunSettings
 from consumer.stats import Stats
@@ -76,11 +77,12 @@ class Session:
         stats: Stats,
         processor: Processor,
         restorer: Restorer,
+        store: Store,
     ) -> None:
         self.consumer, self.producer = clients.consumer, clients.producer
         self.dead_letter_limit = clients.dead_letter_limit
         self.settings, self.probe, self.stats = settings, probe, stats
-        self.processor, self.restorer = processor, restorer
+        self.processor, self.restorer, self.store = processor, restorer, store
         self.partitions: dict[int, Partition] = {}
         self.checkpoint: Checkpoint = new_checkpoint(self.producer, self.consumer, settings, stats)
         self._to_restore: set[int] = set()
@@ -136,8 +138,13 @@ class Session:
         everything if it aborted."""
         self.processor.drain(self._target())
         checkpoint, self.checkpoint = self.checkpoint, self.checkpoint.next()
+        processed = dict(checkpoint.partitions)
         if not checkpoint.commit():
             self._restore_all()
+            return
+        for p, part in processed.items():  # committed: what the query endpoint may now show
+            self.store.publish(p, part.staged)
+            part.staged = {}
 
     def _restore_all(self) -> None:
         self.processor.discard()
@@ -157,6 +164,7 @@ class Session:
         except BaseException as exc:
             self._listener_error = exc
         self._drop(revoked)
+        self.store.dropped(revoked)
         self._to_restore -= revoked
         if revoked:
             self.stats.rebalanced()
@@ -171,6 +179,7 @@ class Session:
         self.processor.discard(lost)
         self.checkpoint.forget(lost)
         self._drop(lost)
+        self.store.dropped(lost)
         self._to_restore -= lost
         self.stats.rebalanced()
         log.warning("partitions lost", extra=fields(partitions=sorted(lost)))
@@ -212,6 +221,8 @@ class Session:
             if part.dirty:  # reset: its fresh state is committed with the next checkpoint
                 self.checkpoint.processed(p, part)
             batch.pop(p, None)  # fetched before the seek: read again from the learner's offset
+        count = len(self.consumer.partitions_for_topic(self.settings.input_topic) or ())
+        self.store.assigned(set(wanted), count)
         self.probe.set_ready(True)
         return batch
 
@@ -230,6 +241,7 @@ class Session:
             self.consumer.close(autocommit=False, timeout_ms=int(timeout * 1000))
             self.producer.close(timeout=timeout)
         self.partitions.clear()
+        self.store.dropped(set(self.store.owned()))
         log.info("stopped")
 
     def teardown(self) -> None:
@@ -237,6 +249,7 @@ class Session:
         self._closing = True
         self.probe.set_ready(False, "restarting")
         self.processor.discard()
+        self.store.dropped(set(self.store.owned()))
         for client in (self.consumer, self.producer):
             try:
                 if client is self.consumer:

@@ -16,7 +16,7 @@ lstm_stream.settings.ConfigError: --processing-guarantee (env LSTM_CONSUMER_PROC
 must be one of exactly_once, at_least_once, got 'twice'
 
 >>> load(EvaluateSettings, PREFIX, ["--chunk", "64", "--json"], env={})
-EvaluateSettings(chunk=64, json=True, plot='', quiet=False)
+EvaluateSettings(chunk=64, json=True, anomaly_top_g=1, anomaly_from=0, plot='', quiet=False)
 >>> load(EvaluateSettings, PREFIX, [], env={"LSTM_CONSUMER_CHUNK": "0"})
 Traceback (most recent call last):
 ...
@@ -49,6 +49,7 @@ __all__ = [
 
 PREFIX = "LSTM_CONSUMER_"
 EVALUATE, TOPICS, PROCESSING, INPUT, OPERATIONS = "evaluate", "topics", "processing", "input", "operations"
+PREDICTIONS = "predictions"
 GUARANTEES = ("exactly_once", "at_least_once")
 AUTO_OFFSET_RESETS = ("earliest", "latest")
 VALUE_FORMATS = ("text", "json")
@@ -68,6 +69,18 @@ class EvaluateSettings:
         group=EVALUATE,
     )
     json: bool = option(False, "print one JSON object of results on stdout", group=EVALUATE)
+    anomaly_top_g: int = option(
+        1,
+        "the anomaly figures' G: a token not among its key's previous G most likely is an anomaly",
+        check=at_least(1),
+        group=EVALUATE,
+    )
+    anomaly_from: int = option(
+        0,
+        "count anomalies from this message on (the ones before are the learning)",
+        check=at_least(0),
+        group=EVALUATE,
+    )
     plot: str = option("", "write a PNG of the rolling hit rates to this path", group=EVALUATE)
     quiet: bool = option(False, "no progress bar and no summary on stderr", group=EVALUATE)
 
@@ -128,7 +141,28 @@ class RunSettings(StateSettings):
     dead_letter_topic: str = option(
         "sequence-dead-letters", "topic of the input records that cannot be used", check=_topic, group=TOPICS
     )
-    create_topics: bool = option(True, "create missing output, dead-letter and state topics", group=TOPICS)
+    anomaly_topic: str = option(
+        "sequence-anomalies",
+        "topic of the inputs flagged as anomalies (--anomaly-top-g)",
+        check=_topic,
+        group=TOPICS,
+    )
+    create_topics: bool = option(
+        True, "create missing output, dead-letter, anomaly and state topics", group=TOPICS
+    )
+    top_k: int = option(
+        3,
+        "most likely next tokens each prediction record lists, with their probabilities (0: none)",
+        check=at_least(0),
+        group=PREDICTIONS,
+    )
+    anomaly_top_g: int = option(
+        0,
+        "an input whose token is not among its key's previous G most likely is an anomaly, published"
+        " to --anomaly-topic (0: off)",
+        check=at_least(0),
+        group=PREDICTIONS,
+    )
     processing_guarantee: str = option(
         "exactly_once",
         "exactly_once: predictions, dead letters, snapshots and offsets in one transaction per commit;"
@@ -190,9 +224,11 @@ class RunSettings(StateSettings):
     max_key_bytes: int = option(
         256, "longer keys go to the dead-letter topic", check=at_least(1), group=INPUT
     )
-    http_host: str = option("127.0.0.1", "address of /healthz, /readyz and /metrics", group=OPERATIONS)
+    http_host: str = option(
+        "127.0.0.1", "address of /healthz, /readyz, /metrics and /v1/streams", group=OPERATIONS
+    )
     http_port: int = option(
-        8000, "port of /healthz, /readyz and /metrics (0: any free port)", check=_port, group=OPERATIONS
+        8000, "port of the HTTP endpoints (0: any free port)", check=_port, group=OPERATIONS
     )
     status_interval_s: float = option(
         10.0, "seconds between status lines in the log (0: none)", check=at_least(0), group=OPERATIONS
@@ -207,6 +243,7 @@ class RunSettings(StateSettings):
             "--output-topic": self.output_topic,
             "--dead-letter-topic": self.dead_letter_topic,
             "--state-topic": self.state_topic,
+            "--anomaly-topic": self.anomaly_topic,
         }
         seen: dict[str, str] = {}
         for flag, topic in topics.items():

@@ -42,6 +42,7 @@ class Stats:
         self.messages = 0
         self.predictions = 0
         self.dead_letters = 0
+        self.anomalies_found = 0
         self._last_report = time.monotonic()
         self._messages_at_report = 0
 
@@ -51,7 +52,12 @@ class Stats:
         self.messages += len(records)
         self.predictions += len(predictions)
         if self.metrics:
-            self.metrics.batch(records, seconds)
+            self.metrics.batch(records, seconds, predictions)
+
+    def anomalies(self, count: int) -> None:
+        self.anomalies_found += count
+        if self.metrics and count:
+            self.metrics.anomalies.inc(count)
 
     def dead_letter(self, reason: str, partition: int, offset: int) -> None:
         self.dead_letters += 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from types import SimpleNamespace
 from typing import Any, cast
 from unittest.mock import MagicMock
 
@@ -20,9 +19,10 @@ from kafka.structs import OffsetAndMetadata
 from consumer.checkpoint import AtLeastOnceCheckpoint, ExactlyOnceCheckpoint, new_checkpoint
 from consumer.clients import Clients
 from consumer.core.config import LearnerConfig
-from consumer.core.learner import Learner
+from consumer.core.learner import Learner, Prediction
 from consumer.http import Probe
 from consumer.processing import Partition, Processor, Target
+from consumer.query import Store
 from consumer.restore import Restorer
 from consumer.session import Session
 from consumer.settings import PREFIX, RunSettings
@@ -196,6 +196,7 @@ def test_a_session_whose_commit_aborts_restores_every_partition_from_the_state_t
         stats,
         Processor(settings, stats, workers=1),
         Restorer(settings, SMALL, lambda: Learner(SMALL)),
+        Store("test", 256),
     )
     session.partitions = {0: _partition(10), 1: _partition(20)}
     for p, part in session.partitions.items():
@@ -230,23 +231,11 @@ class _SlowLearner:
     def __init__(self, log: list[tuple[str, int, float, float]], name: str) -> None:
         self.log, self.name = log, name
 
-    def learn_predict_many(self, records: list[tuple[str | None, str]]) -> list[Any]:
+    def learn_predict_many(self, records: list[tuple[str | None, str]]) -> list[Prediction]:
         started = time.monotonic()
         time.sleep(0.2)
         self.log.append((self.name, len(records), started, time.monotonic()))
-        return [
-            SimpleNamespace(
-                predicted="4",
-                probability=1.0,
-                model_step=1,
-                previous_hit=None,
-                baseline="4",
-                lstm="4",
-                lstm_probability=1.0,
-                loss=0.1,
-            )
-            for _ in records
-        ]
+        return [Prediction(key, "4", 1.0, 1, None, "4", 0.1, "4", 1.0, None, None) for key, _ in records]
 
 
 def test_partitions_learn_at_the_same_time_each_in_order_and_results_go_out_on_the_callers_thread() -> None:

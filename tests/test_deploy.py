@@ -40,6 +40,7 @@ TOPIC_DEFAULTS = {
     "input": consumer_settings.RunSettings.input_topic,
     "output": consumer_settings.RunSettings.output_topic,
     "dead": consumer_settings.RunSettings.dead_letter_topic,
+    "anomalies": consumer_settings.RunSettings.anomaly_topic,
     "state": consumer_settings.RunSettings.state_topic,
 }
 README_START, README_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"

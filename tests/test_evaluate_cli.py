@@ -37,6 +37,7 @@ PER_PREDICTOR = (
 RESULT_KEYS = {
     "messages", "predictions", "msgs_per_s", "vocabulary", "new_tokens", "recycled_tokens", "max_rss_mb",
     "rss_mb", "compile_cache_dir", "compiled_programs", "model_step", "mode", "config",
+    "anomaly_top_g", "anomaly_from", "anomalies", "anomaly_rate",
     *PER_PREDICTOR, *(f"lstm_{k}" for k in PER_PREDICTOR), *(f"baseline_{k}" for k in PER_PREDICTOR),
 }  # fmt: skip
 
@@ -55,13 +56,43 @@ def consumer(
 
 
 # -- input -------------------------------------------------------------------------------------
-def test_lines_are_tokens_or_key_tab_token() -> None:
-    assert parse_line(" a \n") == (None, "a")
-    assert parse_line("k\t b\n") == ("k", "b")
-    assert parse_line("\tb") == (None, "b")
-    assert parse_line("k\ta\tb") == ("k", "a\tb")
+def test_lines_are_tokens_or_key_tab_token_with_an_optional_label() -> None:
+    assert parse_line(" a \n") == (None, "a", None)
+    assert parse_line("k\t b\n") == ("k", "b", None)
+    assert parse_line("\tb") == (None, "b", None)
+    assert parse_line("k\ta\t1") == ("k", "a", True)
+    assert parse_line("k\ta\tnormal\n") == ("k", "a", False)
     assert parse_line("   \n") is None
     assert parse_line("k\t \n") is None
+    with pytest.raises(ValueError, match="label"):
+        parse_line("k\ta\tb")
+
+
+def test_labels_give_anomaly_precision_and_recall(tmp_path: Path) -> None:
+    """A labelled file: the anomaly figures against the labels, in the JSON and the summary."""
+    lines = [f"s\t{'abcabc'[i % 6]}\t0" for i in range(600)]
+    for at in (400, 450, 500, 550):  # foreign tokens, labelled
+        lines[at] = f"s\tzz{at}\t1"
+    lines[300] = "s\ta\tmaybe"
+    source = tmp_path / "labelled.txt"
+    source.write_text("\n".join(lines) + "\n")
+    bad = consumer("evaluate", str(source), "--json", "--quiet", *SMALL)
+    assert bad.returncode == 2
+    assert "line 301" in bad.stderr
+    lines[300] = "s\ta"  # an unlabelled line of a labelled file is normal
+    source.write_text("\n".join(lines) + "\n")
+    result = consumer(
+        "evaluate", str(source), "--json", *SMALL, "--anomaly-top-g", "1", "--anomaly-from", "300"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["labelled_anomalies"] == 4
+    assert report["anomaly_recall"] == 1.0  # a token never seen is never in the top 1
+    assert report["anomaly_precision"] == report["anomaly_true_positives"] / report["anomalies"]
+    assert report["anomaly_top_g"] == 1
+    assert report["anomaly_from"] == 300
+    assert "anomalies (not in the previous top 1)" in result.stderr
+    assert "precision" in result.stderr
 
 
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:

@@ -176,6 +176,44 @@ def test_the_seed_over_50_keys_at_random_phases_is_learned_within_1000(seed: int
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("mode", "foreign", "reading"), [("insert", "distinct", 1), ("replace", "same", 2)])
+def test_foreign_tokens_are_anomalies_and_read_out_of_the_history(
+    mode: str, foreign: str, reading: int
+) -> None:
+    """The seed with 1% foreign tokens (issue 16's target): once learned, every one is outside
+    the top 1 and nearly nothing else is; the history is read as the injection was made
+    (removed: inserted; imputed: replaced)."""
+    records, labels = streams.injected(5000, 0.01, mode, foreign, seed=3)
+    learner = Learner(LearnerConfig(), min_batch=CHUNK)
+    settings = EvaluateSettings(chunk=CHUNK, quiet=True, anomaly_top_g=1, anomaly_from=1000)
+    r = evaluate(records, LearnerConfig(), settings, learner=learner, labels=labels).results
+    assert r["labelled_anomalies"] >= 30
+    assert r["anomaly_recall"] == 1.0
+    assert r["anomaly_precision"] >= 0.95
+    assert max(range(3), key=learner.readings.wins.__getitem__) == reading
+
+
+@pytest.mark.slow
+def test_a_clean_stream_has_no_anomaly_once_learned() -> None:
+    settings = EvaluateSettings(chunk=CHUNK, quiet=True, anomaly_top_g=1, anomaly_from=1000)
+    r = evaluate(streams.seed_keys(4000, keys=6, seed=5), LearnerConfig(), settings).results
+    assert r["anomalies"] == 0
+    assert r["anomaly_rate"] == 0.0
+
+
+@PROPERTY
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=5), seed=st.integers(0, 3))
+def test_outlier_readings_do_not_depend_on_chunking(sizes: list[int], seed: int) -> None:
+    config = replace(SMALL, capacity=12, max_keys=4)
+    mode = ("insert", "replace")[seed % 2]
+    records, _ = streams.injected(200, 0.08, mode, "five", keys=2, seed=seed, unit=list("aabac"))
+    learner = Learner(config)
+    whole = learner.learn_predict_many(records)
+    assert sum(learner.readings.wins) >= 4  # outliers were read
+    assert whole == run_in_chunks(config, records, sizes)
+
+
+@pytest.mark.slow
 def test_the_seed_with_5_percent_noise_hits_92_percent() -> None:
     assert results(streams.seed_noise(8192, noise=0.05, seed=3))["hit_rate"] >= 0.92
 

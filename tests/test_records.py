@@ -8,7 +8,16 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.records import REASONS, Decoder, Rejected, dead_letter_headers, encode_prediction
+from consumer.core.learner import Prediction
+from consumer.records import (
+    REASONS,
+    Decoder,
+    Rejected,
+    dead_letter_headers,
+    encode_anomaly,
+    encode_prediction,
+    is_anomaly,
+)
 
 TEXT = Decoder("text", "", max_value_bytes=64, max_key_bytes=16)
 JSON = Decoder("json", "token", max_value_bytes=256, max_key_bytes=16)
@@ -71,17 +80,39 @@ def test_dead_letter_headers_keep_the_originals_and_name_the_source() -> None:
 
 
 def test_prediction_json_is_byte_stable() -> None:
-    one = encode_prediction("k", 0, 1, None, 0.5, 3, None, "4", "8", 0.25)
-    assert one == encode_prediction("k", 0, 1, None, 0.5, 3, None, "4", "8", 0.25)
+    p = Prediction("k", "4", 0.5, 3, None, "4", 0.1, "8", 0.25, None, None, top=(("4", 0.5), (None, 0.25)))
+    one = encode_prediction(p, 0, 1)
+    assert one == encode_prediction(p, 0, 1)
     assert json.loads(one) == {
         "key": "k",
         "partition": 0,
         "offset": 1,
-        "predicted": None,
+        "predicted": "4",
         "probability": 0.5,
         "model_step": 3,
         "previous_hit": None,
         "baseline": "4",
         "lstm": "8",
         "lstm_probability": 0.25,
+        "top": [{"token": "4", "probability": 0.5}, {"token": None, "probability": 0.25}],
+        "surprise_bits": None,
+        "rank": None,
+    }
+
+
+def test_an_anomaly_is_a_rank_past_g_and_its_record_names_its_source() -> None:
+    p = Prediction("k", "4", 0.9, 7, False, "4", 0.1, "4", 0.9, False, False, surprise_bits=9.5, rank=3)
+    assert [is_anomaly(p, g) for g in (0, 1, 2, 3)] == [False, True, True, False]
+    first = Prediction("k", "4", 0.9, 1, None, "4", 0.1, "4", 0.9, None, None)
+    assert not is_anomaly(first, 1)  # a key's first message has nothing to be compared with
+    assert json.loads(encode_anomaly(p, "x", "in", 2, 41, 1)) == {
+        "key": "k",
+        "token": "x",
+        "topic": "in",
+        "partition": 2,
+        "offset": 41,
+        "rank": 3,
+        "surprise_bits": 9.5,
+        "top_g": 1,
+        "model_step": 7,
     }

@@ -352,3 +352,41 @@ def test_extra_and_missing_entries_are_refused(valid: bytes) -> None:
 
 def test_snapshot_holds_only_numbers(valid: bytes) -> None:
     assert all(array.dtype.kind in "biuf" for array in entries(valid).values())
+
+
+def test_a_pending_outlier_and_the_readings_continue_bit_identically() -> None:
+    """Outliers being read (`consumer.core.repair`) survive a restore: the snapshot is cut while
+    one is pending, after the readings have a history."""
+    config = LearnerConfig(
+        window=8, units=8, embedding_dim=4, loss_steps=2, context_order=6, baseline_order=2
+    )
+    records: list[Record] = [("k", "aab"[i % 3]) for i in range(120)]
+    for at in (60, 75, 90, 101):
+        records.insert(at, ("k", f"x{at}"))  # foreign tokens, inserted
+    cut = 102  # just after the last one: its readings are still open
+    original = Learner(config)
+    feed(original, records[:cut])
+    assert original.keys.states["k"].outlier is not None
+    assert sum(original.readings.wins) >= 2
+    data = snapshot_bytes(original)
+    restored = restore(data, config)
+    assert restored.keys.states["k"].outlier == original.keys.states["k"].outlier
+    assert restored.readings.wins == original.readings.wins
+    assert feed(restored, records[cut:]) == feed(original, records[cut:])
+    assert snapshot_bytes(restored) == snapshot_bytes(original)
+
+
+def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall_vector(valid: bytes) -> None:
+    def as_version_2(header: dict[str, Any]) -> None:
+        header.update(version=2)
+        header.pop("outlier_readings")
+
+    old = {k: v for k, v in entries(with_header(valid, as_version_2)).items() if ".outlier_" not in k}
+    kept = {k: v for k, v in old.items() if k != "model.mixer.overall"}
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **kept)
+    learner = restore(buffer.getvalue(), SMALL)
+    assert learner.readings.wins == [0, 0, 0]
+    assert all(state.outlier is None for state in learner.keys.states.values())
+    overall = learner.program.get_state()[-1]
+    assert overall.tolist() == [0.0] * (len(overall) - 1) + [1.0]  # on the longest count order

@@ -124,7 +124,17 @@ def width_for(vocab_end: int, vocab_size: int) -> int:
 def _vocab_axes() -> list[int | None]:
     """For each array of `state_shapes`, its axis over token ids (None: it has none)."""
     params = [0, None, None, None, 1, 0]  # embedding, kernel, recurrent, bias, dense kernel, bias
-    return [*params, *params, *params, None, 0, None, 0, None]  # mixer: weights, shared, updates, n
+    return [
+        *params,
+        *params,
+        *params,
+        None,
+        0,
+        None,
+        0,
+        None,
+        None,
+    ]  # mixer: weights, shared, updates, n, overall
 
 
 def state_shapes(config: LearnerConfig) -> list[tuple[int, ...]]:
@@ -140,9 +150,15 @@ class Batch:
 
     inputs: np.ndarray  # (N, L+1) int32: the L ids before the message, then the message's id
     targets: np.ndarray  # (N, L) int32: the id that follows each of the first L positions
+    # (N, L) int32: the window the next token is predicted from: the last L ids, the message's
+    # included, as the key's history reads then (`consumer.core.repair`)
+    predict: np.ndarray
     replay_inputs: np.ndarray  # (N, R, L+1) int32: windows sampled from recent history
     replay_targets: np.ndarray  # (N, R, L) int32
     reset: np.ndarray  # (N,) int32: an id (re)assigned by the message, its rows start afresh; -1 none
+    # (N,) float32: 1, or 0 for an outlier read out of its key's history: the mixer's vector of
+    # the token before it does not learn from it (the shared vector does)
+    learn_mixer: np.ndarray
     vocab_end: np.ndarray  # (N,) int32: ids below this are in use after the message
     counts: np.ndarray  # (N, 2, mixed rows, V or a width W) float32: count rows before / after it
     count: int  # real messages; the rest is padding
@@ -153,9 +169,11 @@ class Batch:
         return cls(
             np.zeros((size, window + 1), np.int32),
             np.zeros((size, window), np.int32),
+            np.zeros((size, window), np.int32),
             np.zeros((size, replay, window + 1), np.int32),
             np.zeros((size, replay, window), np.int32),
             np.full(size, -1, np.int32),
+            np.ones(size, np.float32),
             np.full(size, RESERVED, np.int32),
             np.zeros((size, 2, len(config.mixed_rows), vocab), np.float32),
             0,
@@ -178,9 +196,11 @@ class Batch:
         return Batch(
             take(self.inputs, 0),
             take(self.targets, 0),
+            take(self.predict, 0),
             take(self.replay_inputs, 0),
             take(self.replay_targets, 0),
             take(self.reset, -1),
+            take(self.learn_mixer, 1.0),
             take(self.vocab_end, RESERVED),
             take(self.counts, 0.0)[:, :, :, :width],
             count,
@@ -264,9 +284,11 @@ class Program:
             self.state,
             tf.constant(batch.inputs),
             tf.constant(batch.targets),
+            tf.constant(batch.predict),
             tf.constant(batch.replay_inputs),
             tf.constant(batch.replay_targets),
             tf.constant(batch.reset),
+            tf.constant(batch.learn_mixer),
             tf.constant(batch.vocab_end),
             tf.constant(batch.counts),
             tf.constant(batch.count, tf.int32),
@@ -318,20 +340,21 @@ class Program:
         before: tf.Tensor,
         after: tf.Tensor,
         counts: tf.Tensor,
-        window: tf.Tensor,
+        contexts: tuple[tf.Tensor, tf.Tensor],
         target: tf.Tensor,
         valid_before: tf.Tensor,
         valid_after: tf.Tensor,
+        use: tf.Tensor,
     ) -> tuple[MixerState, tf.Tensor]:
         """The mixer learns the message from the inputs' distributions before it, then mixes
-        those after it: the published distribution for the key's next token. Its context is
-        the last token of the window: before the message the one before it, after it its own."""
+        those after it: the published distribution for the key's next token. Its `contexts` are
+        the last token of each window: the one before the message, then the prediction's last."""
         inputs_before = tf.concat([before[None], counts[0]], axis=0)
         mixer = mixer_learn(
-            mixer, inputs_before, window[-2], valid_before, target, self.config.mixer_learning_rate
+            mixer, inputs_before, contexts[0], valid_before, target, self.config.mixer_learning_rate, use
         )
         inputs_after = tf.concat([after[None], counts[1]], axis=0)
-        return mixer, mixer_mix(mixer, inputs_after, window[-1], valid_after)
+        return mixer, mixer_mix(mixer, inputs_after, contexts[1], valid_after)
 
     def warm_up(self, size: int, vocab_end: int = RESERVED) -> None:
         """Compile the program of the bucket for `size` messages, at the width for `vocab_end`,
@@ -375,9 +398,11 @@ class Program:
         state: tf.Variable,
         inputs: tf.Tensor,
         targets: tf.Tensor,
+        predict: tf.Tensor,
         replay_inputs: tf.Tensor,
         replay_targets: tf.Tensor,
         reset: tf.Tensor,
+        learn_mixer: tf.Tensor,
         vocab_end: tf.Tensor,
         counts: tf.Tensor,
         count: tf.Tensor,
@@ -400,10 +425,19 @@ class Program:
             loss, params, adam, before = self._train(
                 params, adam, rows, row_targets, valid_before, row_weights, self.config.trained_positions
             )
-            after = predict_probs(params, inputs[i][None, 1:], valid)[0]
+            after = predict_probs(params, predict[i][None], valid)[0]
             mixer = mixer_reset(mixer, reset[i])
+            contexts = (inputs[i][-2], predict[i][-1])
             mixer, mixture = self._mix_one(
-                mixer, before[0], after, counts[i], inputs[i], targets[i][-1], valid_before, valid
+                mixer,
+                before[0],
+                after,
+                counts[i],
+                contexts,
+                targets[i][-1],
+                valid_before,
+                valid,
+                learn_mixer[i],
             )
             return (
                 i + 1,
@@ -428,9 +462,11 @@ class Program:
         state: tf.Variable,
         inputs: tf.Tensor,
         targets: tf.Tensor,
+        predict: tf.Tensor,
         replay_inputs: tf.Tensor,
         replay_targets: tf.Tensor,
         reset: tf.Tensor,
+        learn_mixer: tf.Tensor,
         vocab_end: tf.Tensor,
         counts: tf.Tensor,
         count: tf.Tensor,
@@ -438,7 +474,7 @@ class Program:
         size = counts.shape[-1]
         params, adam, mixer, whole = self._read(state, size)
         # Every prediction of the batch comes from the weights as of the batch start.
-        after = predict_probs(params, inputs[:, 1:], _valid(vocab_end, size))
+        after = predict_probs(params, predict, _valid(vocab_end, size))
         # The batch holds consecutive windows of its keys, which already cover what strict mode
         # adds with loss_steps and replay: one row per message, trained at its newest position.
         use = tf.cast(tf.range(inputs.shape[0]) < count, tf.float32)
@@ -460,10 +496,11 @@ class Program:
                 before[i],
                 after[i],
                 counts[i],
-                inputs[i],
+                (inputs[i][-2], predict[i][-1]),
                 targets[i][-1],
                 _valid(vocab_end[i], size, reset[i]),
                 _valid(vocab_end[i], size),
+                learn_mixer[i],
             )
             return i + 1, mixer, mixture_out.write(i, mixture)
 

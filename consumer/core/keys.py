@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from consumer.core.baseline import NEW_UID
+from consumer.core.repair import READINGS, Pending
 from consumer.core.scoring import PREDICTORS
 from consumer.core.snapshot_read import Section, check_range
 from consumer.core.vocab import BOS_ID, FIRST_ID, NEW_ID
@@ -44,6 +46,7 @@ class KeyState:
     # while the vocabulary has recycled `checked` ids: a cache, never saved.
     uids: list[int] = field(default_factory=list)
     checked: int = -1
+    outlier: Pending | None = None  # an entry of the history is an outlier still being read
 
 
 class KeyTable:
@@ -91,6 +94,7 @@ class KeyTable:
             if state.log_probs is not None:
                 log_probs[i, :, : state.log_probs.shape[1]] = state.log_probs
                 guesses[i] = state.guesses
+        pending = [s.outlier for s in states]
         arrays: dict[str, np.ndarray] = {
             "seen": np.fromiter((s.seen for s in states), np.int64, count),
             "history_lengths": lengths,
@@ -100,19 +104,31 @@ class KeyTable:
             ),
             "guesses": guesses,
             "log_probs": log_probs,
+            # A pending outlier (`consumer.core.repair`): its message's serial (-1: none), g, scores
+            "outlier_serials": np.array([-1 if o is None else o.serial for o in pending], np.int64),
+            "outlier_guesses": np.array(
+                [[-1, -1] if o is None else [o.guess_id, o.guess_uid] for o in pending], np.int64
+            ).reshape(count, 2),
+            "outlier_scores": np.array(
+                [[0.0] * len(READINGS) if o is None else o.scores for o in pending], np.float64
+            ).reshape(count, len(READINGS)),
         }
         return {"keys": list(self.states), "evicted": self.evicted}, arrays
 
     @classmethod
-    def load(cls, section: Section, max_keys: int, keep: int, end: int, messages: int) -> KeyTable:
-        """Checked: histories as `touch`/`append` build them, ids and serials in range."""
+    def load(
+        cls, section: Section, max_keys: int, keep: int, end: int, messages: int, outliers: bool = True
+    ) -> KeyTable:
+        """Checked: histories as `touch`/`append` build them (an outlier's reading may have
+        removed entries), ids and serials in range. `outliers`: the snapshot has their arrays
+        (version 3 on)."""
         keys = section.sequence("keys", 10**9)
         if not all(k is None or isinstance(k, str) for k in keys) or len(set(keys)) != len(keys):
             raise section.error("keys must be distinct strings and nulls")
         count = len(keys)
         seen = section.array("seen", np.int64, (count,))
         lengths = section.array("history_lengths", np.int32, (count,))
-        if count and (seen.min() < 1 or not np.array_equal(lengths, np.minimum(seen + 1, keep))):
+        if count and (seen.min() < 1 or lengths.min() < 1 or (lengths > np.minimum(seen + 1, keep)).any()):
             raise section.error("history lengths disagree with the keys' message counts")
         total = int(lengths.sum(dtype=np.int64))
         ids = section.array("history_ids", np.int32, (total,))
@@ -120,26 +136,51 @@ class KeyTable:
         guesses = section.array("guesses", np.int32, (count, len(PREDICTORS)))
         log_probs = section.array("log_probs", np.float16, (count, len(PREDICTORS), end - NEW_ID))
         starts = np.concatenate([[0], np.cumsum(lengths)])[:-1].astype(np.int64)
-        is_bos = np.zeros(total, bool)
-        is_bos[starts[seen + 1 <= keep]] = True
-        if not np.array_equal(ids == BOS_ID, is_bos):
-            raise section.error("a history must start with BOS, and hold it nowhere else")
+        bos = ids == BOS_ID
+        at_start = np.zeros(total, bool)
+        at_start[starts] = True
+        if (bos & ~at_start).any() or not bos[starts[seen + 1 <= keep]].all():
+            raise section.error("a history must start with BOS until it is full, and hold it nowhere else")
+        is_bos = bos
         check_range("history", ids[~is_bos], FIRST_ID, end)
         check_range("history serials", serials, 0, max(messages, 1))
         check_range("guesses", guesses, FIRST_ID, end)
         if not np.isfinite(log_probs).all() or (log_probs.size and log_probs.max() > 0):
             raise section.error("log-probabilities must be finite and <= 0")
+        pending = _load_outliers(section, count, end, messages) if outliers else [None] * count
         table = cls(max_keys, keep)
         table.evicted = section.integer("evicted")
         id_list, serial_list = ids.tolist(), serials.tolist()
         for i, key in enumerate(keys):
             start, stop = int(starts[i]), int(starts[i]) + int(lengths[i])
+            outlier = pending[i]
+            if outlier is not None and outlier.serial not in serial_list[start:stop]:
+                raise section.error("a pending outlier must be an entry of its key's history")
             table.states[key] = KeyState(
                 id_list[start:stop],
                 serial_list[start:stop],
                 int(seen[i]),
                 tuple(guesses[i].tolist()),
                 log_probs[i],
+                outlier=outlier,
             )
         table.trim(max_keys)
         return table
+
+
+def _load_outliers(section: Section, count: int, end: int, messages: int) -> list[Pending | None]:
+    serials = section.array("outlier_serials", np.int64, (count,))
+    guesses = section.array("outlier_guesses", np.int64, (count, 2))
+    scores = section.array("outlier_scores", np.float64, (count, len(READINGS)))
+    some = serials >= 0
+    check_range("outlier serials", serials[some], 0, max(messages, 1))
+    check_range("outlier guesses", guesses[some, 0], NEW_ID, end)  # g may be NEW: a first sighting
+    check_range("outlier guess uids", guesses[some, 1], NEW_UID, max(messages, 1))
+    if not np.isfinite(scores).all() or (scores.size and scores.max() > 0):
+        raise section.error("outlier scores must be finite log-probabilities")
+    return [
+        Pending(int(serials[i]), int(guesses[i, 0]), int(guesses[i, 1]), tuple(scores[i].tolist()))
+        if some[i]
+        else None
+        for i in range(count)
+    ]

@@ -37,12 +37,15 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from consumer.core import repair
 from consumer.core.baseline import NEW_UID, Baseline, uid_of
 from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads, widths
 from consumer.core.config import LearnerConfig
@@ -73,6 +76,14 @@ class Prediction:
     lstm_probability: float
     previous_lstm_hit: bool | None
     previous_baseline_hit: bool | None
+    # The published distribution's `top_k` most likely classes, most likely first (ties: the
+    # lower id), with their probabilities; None is NEW, a token not in the vocabulary.
+    top: tuple[tuple[str | None, float], ...] = ()
+    # This message's token under the key's previous published prediction: -log2 of its
+    # probability, and its rank in that prediction's order (1: its most likely class). None
+    # for a key's first message. A token new to the vocabulary is ranked and priced as NEW.
+    surprise_bits: float | None = None
+    rank: int | None = None
 
 
 @dataclass
@@ -88,15 +99,18 @@ class _Message:
     known_since: int  # serial at which the token got its id (== serial when new)
     previous_serial: int  # serial of the key's previous message (its pending predictions)
     end: int  # vocabulary end after the message
+    outlier: bool  # an outlier read out of the history (`consumer.core.repair`)
 
 
 class Learner:
     """learn_predict_many(records) -> predictions; scores in `.scores` (per predictor)."""
 
-    def __init__(self, config: LearnerConfig | None = None, *, min_batch: int = 1) -> None:
+    def __init__(self, config: LearnerConfig | None = None, *, min_batch: int = 1, top_k: int = 3) -> None:
         """`min_batch`: pad every call to at least this many messages, so a service whose calls
-        vary in size runs (and compiles) one program; padding costs no compute."""
+        vary in size runs (and compiles) one program; padding costs no compute. `top_k`: the
+        classes each prediction lists in `Prediction.top`."""
         self.config = cfg = config or LearnerConfig()
+        self.top_k = top_k
         self.min_batch = min(max(min_batch, 1), BUCKETS[-1])
         configure_threads(cfg.intra_op_threads, cfg.inter_op_threads)
         self.program = Program(cfg)
@@ -107,6 +121,7 @@ class Learner:
         )
         self.replay = Replay(cfg.replay_buffer, cfg.window + 1, cfg.seed + 1)
         self.scores = {name: Score() for name in PREDICTORS}
+        self.readings = repair.Readings()
         self.model_step = 0
         self.messages = 0
         self.names: list[str | None] = list(self.vocab.tokens)  # id -> token, as the last pass goes
@@ -143,17 +158,22 @@ class Learner:
         assigned_before = self.vocab.assigned_at.copy()
         ids = np.zeros((count, cfg.window + 1), np.int32)
         serials = np.zeros((count, cfg.window + 1), np.int64)
+        predict_ids = np.zeros((count, cfg.window), np.int32)
+        predict_serials = np.zeros((count, cfg.window), np.int64)
         counts = CountRows(count, cfg.count_orders, cfg.vocab_size)
         messages = [
-            self._prepare(i, key, token, ids[i], serials[i], counts) for i, (key, token) in enumerate(records)
+            self._prepare(i, key, token, (ids[i], serials[i], predict_ids[i], predict_serials[i]), counts)
+            for i, (key, token) in enumerate(records)
         ]
         events = [(m.token_id, m.serial) for m in messages if m.new]
         views = Views(assigned_before, events, self.messages, count)
         batch.inputs[:count], batch.targets[:count] = views.encode(ids, serials)
+        batch.predict[:count] = views.encode(predict_ids, predict_serials)[0]
         if replay and count:
             rows, row_serials = self.replay.sample_along(ids, serials, replay)
             batch.replay_inputs[:count], batch.replay_targets[:count] = views.encode(rows, row_serials)
         for i, m in enumerate(messages):
+            batch.learn_mixer[i] = 0.0 if m.outlier else 1.0
             batch.reset[i] = m.token_id if m.new else -1
             batch.vocab_end[i] = m.end
         width = counts.width
@@ -192,10 +212,13 @@ class Learner:
         return next(b for b in BUCKETS if b >= max(count, self.min_batch))
 
     def _prepare(
-        self, i: int, key: Key, token: str, ids: np.ndarray, serials: np.ndarray, counts: CountRows
+        self, i: int, key: Key, token: str, rows: tuple[np.ndarray, ...], counts: CountRows
     ) -> _Message:
-        """Register message i: its key and token, its window's entries into ids/serials, and the
-        count model's views before and after it (the count model learns it in between)."""
+        """Register message i: its key and token; into `rows` its window's entries (ids,
+        serials) and the window the LSTM predicts from after it; the count model's views before
+        and after it (the count model learns it in between). A key whose history holds an
+        outlier is read under the outlier's leading reading (`consumer.core.repair`)."""
+        ids, serials, predict_ids, predict_serials = rows
         window, order = self.config.window, self.config.count_orders[-1]
         serial = self.messages + i
         state = self.keys.touch(key, serial)
@@ -203,29 +226,99 @@ class Learner:
         token_id, new, displaced = self.vocab.encode(token, serial)
         if new:
             self.baseline.assign(token_id, serial, displaced if displaced >= 0 else None)
-        recent = state.ids[-window:]
-        ids[window - len(recent) : window] = recent
-        serials[window - len(recent) : window] = state.serials[-window:]
-        ids[window], serials[window] = token_id, serial
         assigned_at = self.vocab.assigned_at
         if state.checked != self.vocab.recycled:  # an id was recycled since: some may read NEW now
-            pairs = zip(state.ids[-order:], state.serials[-order:], strict=True)
+            pairs = zip(state.ids[-order - 1 :], state.serials[-order - 1 :], strict=True)
             state.uids = [uid_of(t, s, assigned_at) for t, s in pairs]
             state.checked = self.vocab.recycled
-        context = tuple(state.uids)
-        end = self.vocab.end
+        known_since = int(assigned_at[token_id])
+        uid, target_id, end = (NEW_UID if new else known_since), (NEW_ID if new else token_id), self.vocab.end
         if i and self._last is state and displaced < 0:  # the key's last view after: nothing since
             counts.repeat(i, end)
         else:
-            counts.gather(i, BEFORE, self.baseline, context, end)
-        known_since = int(assigned_at[token_id])
-        self.baseline.learn(context, NEW_UID if new else known_since, NEW_ID if new else token_id)
-        counts.gather(i, AFTER, self.baseline, (*context, known_since), end)
+            counts.gather(i, BEFORE, self.baseline, self._context(state), end)
+        if state.outlier is not None:
+            self._weigh(state, state.outlier, uid, target_id, end)
+        history, history_serials = self._history(state)
+        recent = history[-window:]
+        ids[window - len(recent) : window] = recent
+        serials[window - len(recent) : window] = history_serials[-window:]
+        ids[window], serials[window] = token_id, serial
+        context = self._context(state)
+        guess = repair.outlier(self.baseline, context, uid)
+        if guess is not None and state.outlier is not None:
+            self._settle(state)  # another outlier: the first one is read as it leads (as now)
+        # The count model learns the stream as the key's history reads it: an outlier read out
+        # is not learned as the context of the tokens after it.
+        self.baseline.learn(context, uid, target_id)
         self.keys.append(state, token_id, serial)
         self._last = state
         state.uids.append(known_since)
-        del state.uids[:-order]
-        return _Message(key, state, token, token_id, serial, new, known_since, previous_serial, end)
+        del state.uids[: -order - 1]
+        if guess is not None:
+            state.outlier = repair.Pending(serial, *guess, self.readings.prior())
+        counts.gather(i, AFTER, self.baseline, self._context(state), end)
+        history, history_serials = self._history(state)
+        recent = history[-window:]
+        predict_ids[window - len(recent) :] = recent
+        predict_serials[window - len(recent) :] = history_serials[-window:]
+        # An outlier read out (the readings so far say such tokens are noise) teaches the mixer's
+        # vector of the token before it nothing: every input failed it. Read as kept, it is a
+        # real, rarer event, learned like any other.
+        outlier = (
+            state.outlier is not None
+            and state.outlier.serial == serial
+            and state.outlier.leading() != repair.KEPT
+        )
+        return _Message(key, state, token, token_id, serial, new, known_since, previous_serial, end, outlier)
+
+    # -- outliers: a key's history under the leading reading of its pending outlier ---------
+    def _guess_uid(self, pending: repair.Pending) -> int:
+        return uid_of(pending.guess_id, pending.serial, self.vocab.assigned_at)
+
+    def _history(self, state: KeyState, reading: int | None = None) -> tuple[list[int], list[int]]:
+        """The key's history ids and serials, read as its pending outlier's `reading` (leading)."""
+        pending = state.outlier
+        if pending is None:
+            return state.ids, state.serials
+        reading = pending.leading() if reading is None else reading
+        return repair.view(state.ids, state.serials, pending, reading, pending.guess_id)
+
+    def _context(self, state: KeyState, reading: int | None = None) -> tuple[int, ...]:
+        """The count model's context for the key's next token: its last uids, read likewise."""
+        order, pending = self.config.count_orders[-1], state.outlier
+        uids = state.uids
+        if pending is not None:
+            reading = pending.leading() if reading is None else reading
+            aligned = state.serials[-len(uids) :]
+            uids, _ = repair.view(uids, aligned, pending, reading, self._guess_uid(pending))
+        return tuple(uids[-order:])
+
+    def _weigh(self, state: KeyState, pending: repair.Pending, uid: int, token_id: int, end: int) -> None:
+        """The key's next token is here: each reading of its outlier gains the log-probability
+        the count model gives the token under it; settled once one leads by MARGIN, or once the
+        outlier has left the longest context."""
+        scores = tuple(
+            score
+            + math.log(
+                max(repair.probability(self.baseline, self._context(state, r), uid, token_id, end), 1e-12)
+            )
+            for r, score in enumerate(pending.scores)
+        )
+        state.outlier = pending = dataclasses.replace(pending, scores=scores)
+        if pending.settled() or pending.serial not in state.serials[-self.config.count_orders[-1] :]:
+            self._settle(state)
+
+    def _settle(self, state: KeyState) -> None:
+        """Repair the key's history to its outlier's leading reading, for good."""
+        pending = state.outlier
+        assert pending is not None
+        reading = pending.leading()
+        self.readings.record(reading)
+        aligned = state.serials[-len(state.uids) :]
+        state.uids, _ = repair.view(state.uids, aligned, pending, reading, self._guess_uid(pending))
+        state.ids, state.serials = self._history(state, reading)
+        state.outlier = None
 
     # -- the host pass after it ------------------------------------------------------------
     def _finish_all(
@@ -245,12 +338,13 @@ class Learner:
         guesses = np.argmax(np.where(in_use, stacked, -1.0)[:, :, FIRST_ID:], axis=2) + FIRST_ID
         chosen = np.take_along_axis(stacked, guesses[:, :, None], axis=2)[:, :, 0]
         logs = np.log(np.maximum(stacked[:, :, NEW_ID:], 1e-12)).astype(np.float16)
+        tops = self._top(logs[:, 0], mixture, ends)
         strict, step_at_start = self.config.mode == "strict", self.model_step
         out = []
         for i, m in enumerate(messages):
             if m.new:
                 self.names[m.token_id] = m.token
-            hits = self._score(m)
+            hits, surprise, rank = self._score(m)
             published, own, base = guess = tuple(guesses[i].tolist())
             m.state.guesses = guess
             m.state.log_probs = logs[i, :, : m.end - NEW_ID].copy()
@@ -268,6 +362,9 @@ class Learner:
                     lstm_probability=float(chosen[i, 1]),
                     previous_lstm_hit=hits[1],
                     previous_baseline_hit=hits[2],
+                    top=tuple((None if c == NEW_ID else self._name(c), p) for c, p in tops[i]),
+                    surprise_bits=surprise,
+                    rank=rank,
                 )
             )
         if not strict and count:  # relaxed: one step for the whole call
@@ -280,15 +377,35 @@ class Learner:
         assert name is not None, "a guess is always a token in use"
         return name
 
-    def _score(self, m: _Message) -> tuple[bool | None, ...]:
-        """Score the key's pending predictions against the message's token."""
+    def _top(self, logs: np.ndarray, mixture: np.ndarray, ends: np.ndarray) -> list[list[tuple[int, float]]]:
+        """Per message, the published distribution's `top_k` classes (ids) and probabilities:
+        ordered by the float16 log-probabilities the key keeps (ties: the lower id), so that
+        the ranks `_score` reads from them later agree with this list."""
+        k = min(self.top_k, logs.shape[1])
+        if not k or not len(logs):
+            return [[] for _ in range(len(logs))]
+        in_use = np.arange(logs.shape[1]) < (ends - NEW_ID)[:, None]
+        order = np.argsort(-np.where(in_use, logs.astype(np.float32), -np.inf), axis=1, kind="stable")[:, :k]
+        ids = order + NEW_ID
+        probs = np.take_along_axis(mixture, ids, axis=1)
+        return [
+            [(int(c), float(p)) for c, p, ok in zip(row, prow, use, strict=True) if ok]
+            for row, prow, use in zip(ids, probs, np.take_along_axis(in_use, order, axis=1), strict=True)
+        ]
+
+    def _score(self, m: _Message) -> tuple[tuple[bool | None, ...], float | None, int | None]:
+        """Score the key's pending predictions against the message's token: each predictor's
+        hit, and the token's surprise (bits) and rank under the published one."""
         state = m.state
         if state.log_probs is None:
-            return (None,) * len(PREDICTORS)
+            return (None,) * len(PREDICTORS), None, None
         known = m.known_since <= m.previous_serial  # the token had its id when the guesses were made
         column = m.token_id - NEW_ID if known else 0  # else it was NEW to them
         losses = (-state.log_probs[:, column].astype(np.float64)).tolist()
         hits = tuple(known and guess == m.token_id for guess in state.guesses)
         for score, hit, loss in zip(self.scores.values(), hits, losses, strict=True):
             score.update(hit, loss)
-        return hits
+        row = state.log_probs[0]
+        value = row[column]
+        rank = 1 + int(np.count_nonzero(row > value)) + int(np.count_nonzero(row[:column] == value))
+        return hits, losses[0] / math.log(2), rank

@@ -13,7 +13,10 @@ it reads (`consumer.core.snapshot_read`):
 - ``keys``: per key its history (ids and serials), message count and pending predictions;
 - ``baseline``: the count model's contexts and followers as columns;
 - ``replay``: the filled rows of the replay buffer and the sampler's RNG state;
-- ``score_<predictor>``: each predictor's scores and rolling windows.
+- ``score_<predictor>``: each predictor's scores and rolling windows;
+- in the header, ``outlier_readings``: how often each reading of an outlier won
+  (`consumer.core.repair`). Version 2 snapshots, from before outliers were read and the mixer
+  had an overall vector, restore with no outlier open and a new learner's overall vector.
 
 `restore` checks the bytes against the config before building anything, and the restored
 learner continues bit-identically to the one that was snapshotted: same predictions,
@@ -41,12 +44,13 @@ from typing import Any
 import numpy as np
 
 from consumer.core.baseline import Baseline
-from consumer.core.compiled import state_shapes
+from consumer.core.compiled import mixer_size, state_shapes
 from consumer.core.config import LearnerConfig
 from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
-from consumer.core.mixer import MixerState
+from consumer.core.mixer import MixerState, initial_mixer
 from consumer.core.network import Params
+from consumer.core.repair import READINGS, Readings
 from consumer.core.replay import Replay
 from consumer.core.scoring import PREDICTORS, Score
 from consumer.core.snapshot_read import Archive, Section, SnapshotError, checked_int
@@ -55,7 +59,9 @@ from consumer.core.vocab import FIRST_ID, Vocabulary
 __all__ = ["FORMAT", "VERSION", "SnapshotError", "restore", "snapshot_bytes", "variable_specs"]
 
 FORMAT = "lstm-stream-snapshot"
-VERSION = 2  # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors
+VERSION = 3  # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers
+READABLE = (2, 3)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
+OVERALL = "model.mixer.overall"
 
 
 def variable_specs(config: LearnerConfig) -> list[tuple[str, tuple[int, ...]]]:
@@ -79,6 +85,7 @@ def snapshot_bytes(learner: Learner) -> bytes:
         "config": config.model_fields(),
         "model_step": learner.model_step,
         "messages": learner.messages,
+        "outlier_readings": learner.readings.wins,
     }
     state = learner.program.get_state()
     arrays = {
@@ -129,13 +136,25 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     messages = checked_int(header, "messages")
     model_step = checked_int(header, "model_step", high=messages)
     size = config.vocab_size
-    variables = [archive.array(name, np.float32, shape) for name, shape in variable_specs(config)]
+    version = header["version"]
+    variables = [
+        _overall_of_version_2(config)
+        if version < 3 and name == OVERALL
+        else archive.array(name, np.float32, shape)
+        for name, shape in variable_specs(config)
+    ]
     if not all(np.isfinite(v).all() for v in variables):
         raise SnapshotError("corrupt snapshot: the model's variables must be finite")
     vocab = Vocabulary.load(Section(archive, header, "vocab"), config.capacity, messages)
     end = vocab.end
     keep = config.history
-    keys = KeyTable.load(Section(archive, header, "keys"), config.max_keys, keep, end, messages)
+    outliers = version >= 3
+    keys = KeyTable.load(Section(archive, header, "keys"), config.max_keys, keep, end, messages, outliers)
+    wins = header.get("outlier_readings", [0] * len(READINGS)) if outliers else [0] * len(READINGS)
+    if not (
+        isinstance(wins, list) and len(wins) == len(READINGS) and all(type(w) is int and w >= 0 for w in wins)
+    ):
+        raise SnapshotError("corrupt snapshot: outlier_readings must be three counts")
     in_use = {int(vocab.assigned_at[i]): i for i in range(FIRST_ID, end)}
     baseline = Baseline.load(
         Section(archive, header, "baseline"),
@@ -165,15 +184,23 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         "scores": scores,
         "messages": messages,
         "model_step": model_step,
+        "readings": Readings(tuple(wins)),
     }
+
+
+def _overall_of_version_2(config: LearnerConfig) -> np.ndarray:
+    """Version 2 had no overall mixer vector: it starts as a new learner's."""
+    inputs, contexts = mixer_size(config)
+    return np.asarray(initial_mixer(inputs, contexts, start=inputs - 1).overall, np.float32)
 
 
 def _check_header(header: dict[str, Any], config: LearnerConfig) -> None:
     if header.get("format") != FORMAT:
         raise SnapshotError(f"not a snapshot: the header does not name the format {FORMAT!r}")
-    if type(header.get("version")) is not int or header["version"] != VERSION:
+    if type(header.get("version")) is not int or header["version"] not in READABLE:
         raise SnapshotError(
-            f"unsupported snapshot version {header.get('version')!r} (this build reads version {VERSION})"
+            f"unsupported snapshot version {header.get('version')!r} "
+            f"(this build reads versions {', '.join(map(str, READABLE))})"
         )
     theirs, ours = header.get("config"), config.model_fields()
     if not isinstance(theirs, dict):
