@@ -1,12 +1,12 @@
 """Benchmark the query endpoint while the consumer learns at full speed, side by side with none.
 
-    .venv/bin/python bench/query.py [--rounds 2] [--rate 200] [--records 20000] [--keys 1000]
+    .venv/bin/python bench/query.py [--rounds 3] [--rate 200] [--records 40000] [--keys 1000]
 
 Without --bootstrap-servers it starts a broker of its own. Each round runs the consumer twice on
 a backlog, alternately without and with queries (fresh topics and group each time): N records
 of the seed pattern over K keys in P partitions are produced first, then `lstm-consumer run`
 starts and its e2e throughput is measured as in bench/consumer.py (first to last prediction
-readable by a read_committed reader). In the queried runs a client sends
+readable by a read_committed reader). In the queried runs a client process sends
 ``GET /v1/streams/{key}/next`` for random keys of the backlog at a steady --rate from the first
 prediction to the last, one connection per request, and times each from connect to the end of
 the body. Prints one JSON object: the throughput of each run, the median of each kind and the
@@ -21,7 +21,9 @@ import json
 import os
 import random
 import re
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -53,9 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bootstrap-servers", default="", help="a running broker (default: start one)")
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--keys", type=int, default=1000)
-    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--records", type=int, default=40_000)
     parser.add_argument("--rate", type=float, default=200.0, help="queries per second")
-    parser.add_argument("--rounds", type=int, default=2, help="pairs of runs, without and with queries")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of runs, without and with queries")
     parser.add_argument("--timeout-s", type=float, default=600.0)
     args = parser.parse_args(argv)
     # What bench/consumer.py's helpers read.
@@ -63,38 +65,70 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-class Client(threading.Thread):
-    """Queries at a steady rate until stopped; keeps each latency (s) and status."""
+class Client:
+    """Queries at a steady rate from a process of its own (so that its timing never waits for this
+    process's reader of predictions): `bench/query.py --client PORT KEYS-FILE RATE SEED` until its
+    stdin closes, then one JSON line of each latency (s), each status and the seconds it ran."""
 
-    def __init__(self, port: int, keys: list[str], rate: float, seed: int) -> None:
-        super().__init__(daemon=True)
-        self.port, self.keys, self.rate = port, keys, rate
-        self.random = random.Random(seed)
-        self.stop = threading.Event()
-        self.latencies: list[float] = []
-        self.statuses: dict[int, int] = {}
+    def __init__(self, port: int, keys: list[str], rate: float, seed: int, workdir: Path) -> None:
+        listing = workdir / f"keys-{seed}.txt"
+        listing.write_text("".join(urllib.parse.quote(key, safe="") + "\n" for key in keys))
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--client", str(port), str(listing), str(rate), str(seed)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
 
-    def run(self) -> None:
-        started, sent = time.monotonic(), 0
-        while not self.stop.is_set():
-            pause = started + sent / self.rate - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            key = urllib.parse.quote(self.random.choice(self.keys), safe="")
-            url = f"http://127.0.0.1:{self.port}/v1/streams/{key}/next"
-            began = time.perf_counter()
-            try:
-                with urllib.request.urlopen(url, timeout=10) as response:
-                    response.read()
-                    status = response.status
-            except urllib.error.HTTPError as exc:
-                exc.read()
-                status = exc.code
-            except OSError:
-                status = 0
-            self.latencies.append(time.perf_counter() - began)
-            self.statuses[status] = self.statuses.get(status, 0) + 1
-            sent += 1
+    def finish(self) -> dict[str, Any]:
+        out, _ = self.process.communicate(timeout=60)
+        report: dict[str, Any] = json.loads(out)
+        return report
+
+
+def _query(port: int, request: bytes) -> int:
+    """One request on a connection of its own, read to the end: its status (0: no answer). Raw
+    sockets, not urllib: the client's own cost (about 1 ms of CPU a request with urllib) would
+    otherwise take a share of this machine's two cores from the consumer being measured."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        json.loads(body)
+    except (OSError, ValueError, IndexError):
+        return 0
+    return status
+
+
+def client_main(port: int, listing: Path, rate: float, seed: int) -> int:
+    keys = listing.read_text().split()
+    chooser = random.Random(seed)
+    stop = threading.Event()
+
+    def wait_for_eof() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    started, sent = time.monotonic(), 0
+    while not stop.is_set():
+        pause = started + sent / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        request = f"GET /v1/streams/{chooser.choice(keys)}/next HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        began = time.perf_counter()
+        status = _query(port, request)
+        latencies.append(time.perf_counter() - began)
+        statuses[status] = statuses.get(status, 0) + 1
+        sent += 1
+    seconds = time.monotonic() - started
+    print(json.dumps({"latencies": latencies, "statuses": statuses, "seconds": seconds}))
+    return 0
 
 
 def one_run(
@@ -110,15 +144,12 @@ def one_run(
     try:
         port = _port(log, process, args.timeout_s)
         if queried:
-            client = Client(port, sorted({key for key, _ in records}), args.rate, seed=run)
-            client.start()
+            client = Client(port, sorted({key for key, _ in records}), args.rate, run, workdir)
         seen = bench.read_predictions(
             bootstrap, topics.names["out"], args.records, args.timeout_s, process, log
         )
     finally:
-        if client is not None:
-            client.stop.set()
-            client.join(30)
+        queries = client.finish() if client is not None else None
         code = bench.stop_consumer(process)
     span = seen[-1][0] - seen[0][0]
     out: dict[str, Any] = {
@@ -126,10 +157,10 @@ def one_run(
         "e2e_msgs_per_s": round(args.records / span, 1),
         "exit_code": code,
     }
-    if client is not None:
-        out["latencies"] = client.latencies
-        out["statuses"] = client.statuses
-        out["query_seconds"] = span
+    if queries is not None:
+        out["latencies"] = queries["latencies"]
+        out["statuses"] = queries["statuses"]
+        out["query_seconds"] = queries["seconds"]
     return out
 
 
@@ -181,6 +212,9 @@ def summary(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--client"]:
+        return client_main(int(argv[1]), Path(argv[2]), float(argv[3]), int(argv[4]))
     args = parse_args(argv)
     runs: list[dict[str, Any]] = []
     with (

@@ -14,9 +14,9 @@ from types import FrameType
 
 from consumer import logs
 from consumer.core.config import LearnerConfig
+from consumer.front import Front
 from consumer.http import HealthServer, Probe
 from consumer.metrics import Metrics
-from consumer.query import Store
 from consumer.service import FatalError, Service
 from consumer.settings import RunSettings
 from consumer.stats import Stats
@@ -41,16 +41,32 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
         partitions=lambda: service.partitions() if service is not None else {},
     )
     stats = Stats(settings.status_interval_s, metrics)
-    store = Store(settings.instance_name, settings.max_key_bytes)
-    service = Service(settings, config, probe, stats, store)
+    failed: list[str] = []
+
+    def front_exited(code: int) -> None:
+        failed.append(f"the HTTP front process exited on its own (code {code}): stopping")
+        log.error("%s", failed[-1])
+        if service is not None:
+            service.stop.set()
+
     try:
-        server = HealthServer(settings.http_host, settings.http_port, probe, metrics.render, store.answer)
+        front = Front(
+            settings.http_host,
+            settings.http_port,
+            lambda unix: HealthServer("", 0, probe, metrics.render, listener=unix),
+            settings.instance_name,
+            settings.max_key_bytes,
+            settings.log_format,
+            settings.log_level,
+            front_exited,
+        )
     except OSError as exc:
         raise ConfigError(
             f"--http-host/--http-port: cannot listen on {settings.http_host}:{settings.http_port}: {exc}"
         ) from None
-    log.info("serving /healthz, /readyz and /metrics on http://%s:%d", settings.http_host, server.port)
-    log.info("serving /v1/streams/{key}/next on http://%s:%d", settings.http_host, server.port)
+    service = Service(settings, config, probe, stats, front.feed)
+    log.info("serving /healthz, /readyz and /metrics on http://%s:%d", settings.http_host, front.port)
+    log.info("serving /v1/streams/{key}/next on http://%s:%d", settings.http_host, front.port)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if service.stop.is_set():
@@ -68,5 +84,5 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
         log.error("%s", exc)
         return 1
     finally:
-        server.close()
-    return 0
+        front.close()
+    return 1 if failed else 0

@@ -31,11 +31,11 @@ from __future__ import annotations
 import threading
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kafka.partitioner.default import murmur2
 
-__all__ = ["Pending", "Store", "partition_of"]
+__all__ = ["Pending", "Publisher", "Store", "partition_of"]
 
 PREFIX, SUFFIX, DEFAULT = "/v1/streams/", "/next", "/v1/default-stream/next"
 
@@ -47,6 +47,15 @@ class Pending:
     offset: int
     model_step: int
     top: tuple[tuple[str | None, float], ...]
+
+
+class Publisher(Protocol):
+    """The processing loop's side of a `Store` (the store itself, or `consumer.front.Feed`)."""
+
+    def assigned(self, owned: set[int], partitions: int) -> None: ...
+    def owned(self) -> list[int]: ...
+    def dropped(self, partitions: set[int]) -> None: ...
+    def publish(self, partition: int, latest: dict[str | None, Pending]) -> None: ...
 
 
 def partition_of(key: bytes, partitions: int) -> int:

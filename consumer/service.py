@@ -31,7 +31,7 @@ from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
 from consumer.http import Probe
 from consumer.processing import Partition, Processor
-from consumer.query import Store
+from consumer.query import Publisher
 from consumer.restore import FatalError, Restorer
 from consumer.session import Session
 from consumer.settings import RunSettings
@@ -47,7 +47,7 @@ class Service:
     """Consume, learn, predict, commit; `run` until `stop` is set."""
 
     def __init__(
-        self, settings: RunSettings, config: LearnerConfig, probe: Probe, stats: Stats, store: Store
+        self, settings: RunSettings, config: LearnerConfig, probe: Probe, stats: Stats, store: Publisher
     ) -> None:
         self.settings, self.config, self.probe, self.stats, self.store = settings, config, probe, stats, store
         self.stop = threading.Event()

@@ -37,7 +37,7 @@ from consumer.clients import Clients, wait_for_topic
 from consumer.http import Probe
 from consumer.logs import fields
 from consumer.processing import Partition, Processor, Target
-from consumer.query import Store
+from consumer.query import Publisher
 from consumer.restore import Restorer
 from consumer.settings import RunSettings
 from consumer.stats import Stats
@@ -77,7 +77,7 @@ class Session:
         stats: Stats,
         processor: Processor,
         restorer: Restorer,
-        store: Store,
+        store: Publisher,
     ) -> None:
         self.consumer, self.producer = clients.consumer, clients.producer
         self.dead_letter_limit = clients.dead_letter_limit

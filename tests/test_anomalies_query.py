@@ -4,7 +4,8 @@ Against the real broker: foreign tokens injected into the seed stream are publis
 anomaly topic (every one, and next to nothing else), while a clean stream beside it has none
 once learned; the query endpoint of two instances sharing a group answers for the keys of the
 partitions each owns exactly what the last committed prediction record says, and names the
-partition of the others. In-process: fuzzed paths and keys get a 4xx, never a 5xx.
+partition of the others. In-process, on the front's server: fuzzed paths and keys get a 4xx,
+never a 5xx.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumer.front import FrontServer
 from consumer.http import HealthServer, Probe
 from consumer.query import Pending, Store, partition_of
 from tests.consumer_harness import SEED_UNIT, ConsumerProcess, read_all
@@ -174,12 +176,19 @@ def _wait_answers(keys: list[str], ports: list[int]) -> dict[str, list[tuple[int
 
 @pytest.fixture(scope="module")
 def served_store() -> Any:
+    """The port as the consumer serves it: the front, forwarding the rest to a HealthServer."""
     store = Store(instance="fuzz", max_key_bytes=32)
     store.assigned({0}, partitions=2)
     store.publish(0, {"k": Pending(1, 2, (("a", 0.5),)), None: Pending(3, 4, ())})
-    server = HealthServer("127.0.0.1", 0, Probe(60), lambda: (b"", "text/plain"), store.answer)
+    address = f"\0lstm-stream-test-fuzz-{id(store)}"
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(address)
+    unix.listen(16)
+    upstream = HealthServer("", 0, Probe(60), lambda: (b"", "text/plain"), listener=unix)
+    server = FrontServer(socket.create_server(("127.0.0.1", 0)), store, address)
     yield server.port
     server.close()
+    upstream.close()
 
 
 def _raw_status(port: int, request: bytes) -> int:
