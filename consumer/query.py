@@ -1,10 +1,11 @@
 """What comes next for stream K: each key's committed prediction, for ``GET /v1/streams/{key}/next``.
 
 The processing loop stages each key's latest prediction on its partition (`Pending`: the input
-offset it follows, the model step, the top-k) and `publish`es them into this store when the
-checkpoint that holds them commits: a query sees what the predictions topic shows to a
-read_committed reader, never the live learner, and its only cost on the loop is one dict update
-per commit. Partitions leave the store when this instance loses them.
+offset it follows, the model step, the top-k) and `publish`es them when the checkpoint that
+holds them commits, through a `Publisher`: in the service, `consumer.front.Feed`, which sends
+them to the front process's copy of this store. A query sees what the predictions topic shows
+to a read_committed reader, never the live learner. Partitions leave the store when this
+instance loses them.
 
 Routes (the key percent-encoded UTF-8, as `urllib.parse.quote(key, safe="")` writes it):
 
