@@ -38,6 +38,7 @@ from tqdm import tqdm
 from consumer.anomalies import AnomalyTally, parse_label
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
+from consumer.core.repair import READINGS
 from consumer.core.rolling import Rolling
 from consumer.core.scoring import PREDICTORS
 from consumer.settings import EvaluateSettings
@@ -260,6 +261,7 @@ def _results(
         "new_tokens": learner.vocab.new_tokens,
         "recycled_tokens": learner.vocab.recycled,
         "baseline_contexts": learner.baseline.contexts,
+        **{f"outliers_{name}": n for name, n in zip(READINGS, learner.outliers_read, strict=True)},
         "max_rss_mb": peak_resident_mb(),
         "rss_mb": resident_mb(),
         "compile_cache_dir": str(compile_cache.shared_dir()) if compile_cache.shared_dir() else None,

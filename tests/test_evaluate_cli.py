@@ -91,6 +91,8 @@ def test_labels_give_anomaly_precision_and_recall(tmp_path: Path) -> None:
     assert report["anomaly_precision"] == report["anomaly_true_positives"] / report["anomalies"]
     assert report["anomaly_top_g"] == 1
     assert report["anomaly_from"] == 300
+    # each foreign token took a token's place: read out of the history as imputed
+    assert (report["outliers_kept"], report["outliers_removed"], report["outliers_imputed"]) == (0, 0, 4)
     assert "anomalies (not in the previous top 1)" in result.stderr
     assert "precision" in result.stderr
 

@@ -193,6 +193,20 @@ def test_foreign_tokens_are_anomalies_and_read_out_of_the_history(
     assert max(range(3), key=learner.readings.wins.__getitem__) == reading
 
 
+@pytest.mark.parametrize("window", [5, 6, 7])
+def test_outliers_are_read_as_made_whatever_the_window(window: int) -> None:
+    """A key keeps as much history as the count model's longest context (6 here; 16 by
+    default) and the entry before it, whatever the window: with a window no longer than that
+    context it kept one entry less, the readings of an outlier were scored on a misaligned
+    history, all alike, and every one was kept."""
+    tokens = ["abc"[i % 3] for i in range(600)]
+    for at in (400, 450, 500, 550):  # each replacing a token
+        tokens[at] = f"zz{at}"
+    learner = Learner(replace(SMALL, window=window))
+    learner.learn_predict_many([(None, token) for token in tokens])
+    assert learner.outliers_read == [0, 0, 4]  # kept, removed, imputed
+
+
 @pytest.mark.slow
 def test_a_clean_stream_has_no_anomaly_once_learned() -> None:
     settings = EvaluateSettings(chunk=CHUNK, quiet=True, anomaly_top_g=1, anomaly_from=1000)
@@ -209,7 +223,7 @@ def test_outlier_readings_do_not_depend_on_chunking(sizes: list[int], seed: int)
     records, _ = streams.injected(200, 0.08, mode, "five", keys=2, seed=seed, unit=list("aabac"))
     learner = Learner(config)
     whole = learner.learn_predict_many(records)
-    assert sum(learner.readings.wins) >= 4  # outliers were read
+    assert sum(learner.outliers_read) >= 4  # outliers were read
     assert whole == run_in_chunks(config, records, sizes)
 
 

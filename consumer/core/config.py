@@ -132,8 +132,9 @@ class LearnerConfig:
 
     @property
     def history(self) -> int:
-        """Ids a key keeps: its window, or its longest count context."""
-        return max(self.window, self.count_orders[-1])
+        """Ids a key keeps: its window, or its longest count context and the entry before it
+        (the count model's uids of a key cover as many: `consumer.core.keys.KeyState.uids`)."""
+        return max(self.window, self.count_orders[-1] + 1)
 
     @property
     def vocab_size(self) -> int:

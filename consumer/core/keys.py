@@ -139,7 +139,9 @@ class KeyTable:
         bos = ids == BOS_ID
         at_start = np.zeros(total, bool)
         at_start[starts] = True
-        if (bos & ~at_start).any() or not bos[starts[seen + 1 <= keep]].all():
+        # A history holding every message of its key starts with BOS (one written with a smaller
+        # `keep`, by an older version, may have dropped it earlier than this one would).
+        if (bos & ~at_start).any() or not bos[starts[lengths == seen + 1]].all():
             raise section.error("a history must start with BOS until it is full, and hold it nowhere else")
         is_bos = bos
         check_range("history", ids[~is_bos], FIRST_ID, end)

@@ -122,6 +122,9 @@ class Learner:
         self.replay = Replay(cfg.replay_buffer, cfg.window + 1, cfg.seed + 1)
         self.scores = {name: Score() for name in PREDICTORS}
         self.readings = repair.Readings()
+        # Outliers read out since this learner was made, by the reading they were settled to
+        # (clear wins or not); diagnostics only, not in the snapshot.
+        self.outliers_read = [0] * len(repair.READINGS)
         self.model_step = 0
         self.messages = 0
         self.names: list[str | None] = list(self.vocab.tokens)  # id -> token, as the last pass goes
@@ -314,6 +317,7 @@ class Learner:
         pending = state.outlier
         assert pending is not None
         reading = pending.leading()
+        self.outliers_read[reading] += 1
         self.readings.record(reading)
         aligned = state.serials[-len(state.uids) :]
         state.uids, _ = repair.view(state.uids, aligned, pending, reading, self._guess_uid(pending))
