@@ -27,6 +27,7 @@ from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.evaluate import evaluate
 from consumer.settings import EvaluateSettings
+from consumer.tf_import import import_tensorflow_quietly
 
 FIGURES = ("anomaly_precision", "anomaly_recall", "anomaly_f1", "labelled_anomalies", "anomalies", "hit_rate")
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--g", type=int, default=1)
     args = parser.parse_args(argv)
     compile_cache.enable(os.environ.get("LSTM_CONSUMER_COMPILE_CACHE_DIR", str(compile_cache.DEFAULT_DIR)))
+    import_tensorflow_quietly()  # after the cache flags; without TF's start-up lines
     cases: dict[str, Any] = {}
     for keys in (1, 6):
         for mode in ("insert", "replace"):
