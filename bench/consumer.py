@@ -23,7 +23,6 @@ Prints one JSON object with both, the guarantee, P, K, N, the workers, the cores
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -45,17 +44,9 @@ sys.modules.pop("consumer", None)
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
+from bench import producer as bench_producer  # noqa: E402
 from producer.sources import pattern_records  # noqa: E402
 from producer.spec import SEED_SPEC, parse_spec  # noqa: E402
-
-
-def _bench_producer() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_producer", REPO / "bench" / "producer.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit("bench/consumer.py: error: bench/producer.py not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -298,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="lstm-stream-bench-consumer.") as tmp,
-        _bench_producer().broker(args.bootstrap_servers) as bootstrap,
+        bench_producer.broker(args.bootstrap_servers) as bootstrap,
     ):
         workdir = Path(tmp)
         result: dict[str, Any] = {"benchmark": "consumer"}

@@ -16,7 +16,6 @@ drop, the queries' latency percentiles (ms) and status counts.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -35,19 +34,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import consumer as bench  # noqa: E402  (it takes bench/ off sys.path: see there)
+from bench import producer as bench_producer  # noqa: E402
+from producer.sources import pattern_records  # noqa: E402
+from producer.spec import SEED_SPEC, parse_spec  # noqa: E402
+
 PORT_LINE = re.compile(r"serving /healthz, /readyz and /metrics on http://[\d.]+:(\d+)")
-
-
-def _bench_consumer() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_consumer", REPO / "bench" / "consumer.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit("bench/query.py: error: bench/consumer.py not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench_consumer()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -135,8 +129,8 @@ def one_run(
     bootstrap: str, args: argparse.Namespace, workdir: Path, queried: bool, run: int
 ) -> dict[str, Any]:
     topics = bench.Topics(bootstrap, args.partitions)
-    unit = bench.parse_spec(bench.SEED_SPEC)
-    records = list(bench._take(bench.pattern_records(unit, keys=args.keys, seed=run), args.records))
+    unit = parse_spec(SEED_SPEC)
+    records = list(bench._take(pattern_records(unit, keys=args.keys, seed=run), args.records))
     bench.produce(bootstrap, topics.names["in"], records)
     log = workdir / f"run-{run}.log"
     process = bench.start_consumer(bootstrap, topics, args, log)
@@ -219,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="lstm-stream-bench-query.") as tmp,
-        bench._bench_producer().broker(args.bootstrap_servers) as bootstrap,
+        bench_producer.broker(args.bootstrap_servers) as bootstrap,
     ):
         for run in range(2 * args.rounds):  # without, with, without, with: side by side
             runs.append(one_run(bootstrap, args, Path(tmp), queried=run % 2 == 1, run=run))
