@@ -59,6 +59,7 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
             settings.log_format,
             settings.log_level,
             front_exited,
+            keys_from_values=bool(settings.key_field),
         )
     except OSError as exc:
         raise ConfigError(

@@ -18,7 +18,7 @@ from consumer.core.config import LearnerConfig
 from consumer.settings import PREFIX, EvaluateSettings, ExportSettings, RunSettings
 from consumer.tf_import import import_tensorflow_quietly
 from lstm_stream import __version__
-from lstm_stream.settings import ConfigError, add_arguments, from_namespace
+from lstm_stream.settings import ConfigError, add_arguments, from_namespace, unknown_variables
 
 __all__ = ["build_parser", "main"]
 
@@ -151,6 +151,8 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    for line in unknown_variables(PREFIX, (RunSettings, LearnerConfig, EvaluateSettings, ExportSettings)):
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
     try:
         return COMMANDS[ns.command](ns)
     except ConfigError as exc:

@@ -101,11 +101,12 @@ def _ensure_topics(s: RunSettings) -> int | None:
             topics = admin.list_topics()
             described = admin.describe_topics([s.input_topic]) if s.input_topic in topics else []
             count = max((len(t.get("partitions", [])) for t in described), default=1)
-            ensure_topic(admin, s.output_topic, count)
-            ensure_topic(admin, s.dead_letter_topic, count, DEAD_LETTER_TOPIC_CONFIG)
-            ensure_topic(admin, s.state_topic, count, STATE_TOPIC_CONFIG)
+            replicas = s.replication_factor
+            ensure_topic(admin, s.output_topic, count, replication_factor=replicas)
+            ensure_topic(admin, s.dead_letter_topic, count, DEAD_LETTER_TOPIC_CONFIG, replicas)
+            ensure_topic(admin, s.state_topic, count, STATE_TOPIC_CONFIG, replicas)
             if s.anomaly_top_g:
-                ensure_topic(admin, s.anomaly_topic, count)
+                ensure_topic(admin, s.anomaly_topic, count, replication_factor=replicas)
         return max_message_bytes(admin, s.dead_letter_topic)
     finally:
         admin.close()

@@ -27,11 +27,13 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -150,12 +152,17 @@ class Front:
         log_format: str,
         log_level: str,
         on_exit: Callable[[int], None],
+        abstract_socket: bool = sys.platform.startswith("linux"),
+        keys_from_values: bool = False,
     ) -> None:
         self._listener = socket.create_server((host, port), backlog=128)
         self.port: int = self._listener.getsockname()[1]
-        # An abstract Unix socket (Linux): nothing on disk, reachable from this network
-        # namespace only, like a loopback port, but not one more port.
-        self._address = f"\0lstm-consumer-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        # On Linux an abstract Unix socket: nothing on disk, reachable from this network
+        # namespace only, like a loopback port, but not one more port. Elsewhere (macOS) a
+        # socket file in a directory only this user may enter.
+        name = f"lstm-consumer-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._socket_dir = None if abstract_socket else tempfile.mkdtemp(prefix="lstm-consumer-")
+        self._address = f"\0{name}" if self._socket_dir is None else f"{self._socket_dir}/upstream.sock"
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         unix.bind(self._address)
         unix.listen(16)
@@ -166,8 +173,9 @@ class Front:
         command = [
             *(sys.executable, "-m", "consumer.front"),
             *("--listen-fd", str(self._listener.fileno()), "--feed-fd", str(read_end)),
-            *("--upstream", self._address[1:], "--instance", instance),
+            *("--upstream", _argument(self._address), "--instance", instance),
             *("--max-key-bytes", str(max_key_bytes), "--log-format", log_format, "--log-level", log_level),
+            *(["--keys-from-values"] if keys_from_values else []),
         ]
         self._closing = False
         self.process = subprocess.Popen(
@@ -195,6 +203,17 @@ class Front:
             self.process.wait()
         self._upstream.close()
         self._listener.close()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+def _argument(address: str) -> str:
+    """A Unix socket address as a command-line argument: `@name` for an abstract one."""
+    return "@" + address[1:] if address.startswith("\0") else address
+
+
+def _address(argument: str) -> str:
+    return "\0" + argument[1:] if argument.startswith("@") else argument
 
 
 # -- the front process ------------------------------------------------------------------------------
@@ -212,19 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m consumer.front", description=__doc__)
     parser.add_argument("--listen-fd", type=int, required=True)
     parser.add_argument("--feed-fd", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="abstract Unix socket, no NUL")
+    parser.add_argument("--upstream", required=True, help="Unix socket: a path, or @name (abstract)")
     parser.add_argument("--instance", required=True)
     parser.add_argument("--max-key-bytes", type=int, required=True)
     parser.add_argument("--log-format", default="text")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--keys-from-values", action="store_true", help="the consumer runs with --key-field")
     args = parser.parse_args(argv)
     logs.setup(args.log_format, args.log_level)
     # Signals are for the consumer, which stops in order and then closes the feed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    store = Store(args.instance, args.max_key_bytes)
+    store = Store(args.instance, args.max_key_bytes, args.keys_from_values)
     listener = socket.socket(fileno=args.listen_fd)
-    server = FrontServer(listener, store, "\0" + args.upstream)
+    server = FrontServer(listener, store, _address(args.upstream))
     try:
         with os.fdopen(args.feed_fd, "rb") as pipe:
             _read_feed(pipe, store)

@@ -99,7 +99,11 @@ class Processor:
         self.settings, self.stats = settings, stats
         self._prediction_headers = [(INSTANCE_HEADER, settings.instance_name.encode())]
         self.decoder = Decoder(
-            settings.value_format, settings.value_field, settings.max_value_bytes, settings.max_key_bytes
+            settings.value_format,
+            settings.value_field,
+            settings.max_value_bytes,
+            settings.max_key_bytes,
+            settings.key_field,
         )
         self.workers = max(workers, 1)
         self._pool = ThreadPoolExecutor(self.workers, "learner")
@@ -173,11 +177,13 @@ class Processor:
             done.predictions += learner.learn_predict_many(tokens[start : start + step])
         s, g = self.settings, self.settings.anomaly_top_g
         for record, (key, token), p in zip(valid, tokens, done.predictions, strict=True):
-            done.values.append((record.key, encode_prediction(p, record.partition, record.offset)))
+            # Keyed as the stream was learned: the record key, or the --key-field value's.
+            out_key = key.encode() if s.key_field and key is not None else record.key
+            done.values.append((out_key, encode_prediction(p, record.partition, record.offset)))
             done.latest[key] = Pending(record.offset, p.model_step, p.top)
             if is_anomaly(p, g):
                 value = encode_anomaly(p, token, s.input_topic, record.partition, record.offset, g)
-                done.anomalies.append((record.key, value))
+                done.anomalies.append((out_key, value))
         done.seconds = time.perf_counter() - started
         return done
 

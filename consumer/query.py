@@ -16,6 +16,10 @@ Routes (the key percent-encoded UTF-8, as `urllib.parse.quote(key, safe="")` wri
 - ``/v1/default-stream/next?partition=P``: the same for the records without a key (they are a
   stream of their own in each partition; P defaults to 0).
 
+With --key-field the stream key is read from the record's value, so its partition cannot be
+computed from it: the store then answers from whichever owned partition last published the key
+(`Store(keys_from_values=True)`), and a 404 names no partition.
+
 >>> store = Store(instance="a", max_key_bytes=8)
 >>> store.assigned({0}, partitions=2)
 >>> store.publish(0, {"k": Pending(41, 12, (("8", 0.9), (None, 0.1)))})
@@ -69,11 +73,13 @@ class Store:
     """The committed predictions of the partitions this instance owns, by key. Thread-safe:
     the loop publishes, HTTP threads read."""
 
-    def __init__(self, instance: str, max_key_bytes: int) -> None:
+    def __init__(self, instance: str, max_key_bytes: int, keys_from_values: bool = False) -> None:
         self.instance, self.max_key_bytes = instance, max_key_bytes
+        self.keys_from_values = keys_from_values
         self._lock = threading.Lock()
         self._partitions = 0  # of the input topic, once known
         self._owned: dict[int, dict[str | None, Pending]] = {}
+        self._latest: dict[str | None, int] = {}  # keys_from_values: key -> partition that last had it
 
     # -- the processing loop's side ---------------------------------------------------------
     def assigned(self, owned: set[int], partitions: int) -> None:
@@ -90,13 +96,17 @@ class Store:
     def dropped(self, partitions: set[int]) -> None:
         with self._lock:
             for p in partitions:
-                self._owned.pop(p, None)
+                for key in self._owned.pop(p, {}):
+                    if self._latest.get(key) == p:
+                        del self._latest[key]
 
     def publish(self, partition: int, latest: dict[str | None, Pending]) -> None:
         """A commit made these predictions visible."""
         with self._lock:
             if partition in self._owned:
                 self._owned[partition].update(latest)
+                if self.keys_from_values:
+                    self._latest.update(dict.fromkeys(latest, partition))
 
     # -- the HTTP side -----------------------------------------------------------------------
     def answer(self, path: str) -> tuple[int, dict[str, Any]]:
@@ -118,9 +128,19 @@ class Store:
             return 400, {"error": f"the key is longer than {self.max_key_bytes} bytes (--max-key-bytes)"}
         with self._lock:
             partitions = self._partitions
+            where = self._latest.get(key)
         if not partitions:
             return 404, {"error": "this instance owns no partition yet", "key": key}
-        return self._lookup(key, partition_of(encoded, partitions))
+        if not self.keys_from_values:
+            return self._lookup(key, partition_of(encoded, partitions))
+        if where is None:
+            return 404, {
+                "error": "no committed prediction for this key on this instance (with --key-field a key's "
+                "partition cannot be known from the key: ask every instance)",
+                "key": key,
+                "instance": self.instance,
+            }
+        return self._lookup(key, where)
 
     def _default(self, query: str) -> tuple[int, dict[str, Any]]:
         values = urllib.parse.parse_qs(query, errors="replace").get("partition", ["0"])

@@ -3,7 +3,9 @@
 Pure functions over bytes, so they are tested without a broker and the Kafka code stays thin.
 
 Input: key = stream id (UTF-8; null is the default stream); value = the UTF-8 token, whitespace
-stripped, or with the JSON format an object's field (a string, or an integer written as digits).
+stripped, or with the JSON format the value at --value-field (a dotted path, `event.type`) of
+a JSON object, read as `lstm_stream.json_fields` says (strings, numbers, true/false). With
+--key-field the stream id is read from the value the same way, and the record key is not used.
 Anything else is not a token: `decode` says why, in one of `REASONS`, and the record goes to the
 dead-letter topic unchanged, with headers naming the reason and where it came from.
 
@@ -16,6 +18,11 @@ dead-letter topic unchanged, with headers naming the reason and where it came fr
 (None, '7')
 >>> Decoder("json", "token", 64, 8).decode(None, b'{"token": NaN}').reason
 'invalid_json'
+>>> events = Decoder("json", "event.type", 256, 8, key_field="user.id")
+>>> events.decode(b"ignored", b'{"user": {"id": 7}, "event": {"type": "click", "page": "/cart"}}')
+('7', 'click')
+>>> events.decode(None, b'{"event": {"type": "click"}}')
+Rejected(reason='missing_key_field', detail='no user.id in the JSON value')
 >>> from consumer.core.learner import Prediction
 >>> p = Prediction("k", "8", 0.96875, 12, True, "4", 0.1, "8", 0.9375, True, False,
 ...                top=(("8", 0.96875), (None, 0.03125)), surprise_bits=0.04575, rank=1)
@@ -32,8 +39,10 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from lstm_stream.json_fields import MISSING, describe_path, lookup, parse_path, token_text
 
 if TYPE_CHECKING:
     from consumer.core.learner import Prediction
@@ -55,11 +64,13 @@ REASONS = (
     "oversized_value",  # more than --max-value-bytes
     "invalid_utf8",  # value bytes that are not UTF-8
     "invalid_json",  # not JSON (NaN and Infinity included), or nested too deeply to parse
-    "missing_field",  # JSON, but not an object with --value-field
-    "invalid_field",  # the field is not a string or an integer
+    "missing_field",  # JSON, but nothing at --value-field
+    "invalid_field",  # the value at --value-field is null, an object or an array
     "control_characters",  # the token holds control characters (line breaks, NUL, ...)
     "oversized_key",  # more than --max-key-bytes
     "invalid_key",  # key bytes that are not UTF-8
+    "missing_key_field",  # --key-field: nothing (or an empty string) at that path
+    "invalid_key_field",  # --key-field: null, an object or an array there
 )
 HEADER_PREFIX = "lstm-stream.dead-letter."
 INSTANCE_HEADER = "lstm-stream.instance"  # on every prediction: the consumer instance that made it
@@ -90,9 +101,17 @@ class Decoder:
     value_field: str
     max_value_bytes: int
     max_key_bytes: int
+    key_field: str = ""  # a path into the JSON value holding the stream key (json only)
+    _value_path: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _key_path: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        json_format = self.value_format == "json"
+        object.__setattr__(self, "_value_path", parse_path(self.value_field) if json_format else ())
+        object.__setattr__(self, "_key_path", parse_path(self.key_field) if self.key_field else ())
 
     def decode(self, key: bytes | None, value: bytes | None) -> tuple[str | None, str] | Rejected:
-        stream = self._key(key)
+        stream = None if self._key_path else self._key(key)
         if isinstance(stream, Rejected):
             return stream
         if value is None or not value.strip():
@@ -103,9 +122,14 @@ class Decoder:
             text = value.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Rejected("invalid_utf8", str(exc))
-        token = self._json_token(text) if self.value_format == "json" else text.strip()
-        if isinstance(token, Rejected):
-            return token
+        if self.value_format == "json":
+            read = self._json(text)
+            if isinstance(read, Rejected):
+                return read
+            stream = read[0] if self._key_path else stream
+            token = read[1]
+        else:
+            token = text.strip()
         if not token:
             return Rejected("empty", "blank token")
         if _has_control(token):
@@ -123,17 +147,38 @@ class Decoder:
             return Rejected("invalid_key", str(exc))
         return text or None  # an empty key is the default stream, as in the producer
 
-    def _json_token(self, text: str) -> str | Rejected:
+    def _json(self, text: str) -> tuple[str | None, str] | Rejected:
+        """(the stream key from --key-field or None, the token) of a JSON value."""
         try:
             document = json.loads(text, parse_constant=_no_constants)
         except (ValueError, RecursionError) as exc:
             return Rejected("invalid_json", str(exc)[:200] or type(exc).__name__)
-        if not isinstance(document, dict) or self.value_field not in document:
-            return Rejected("missing_field", f"not a JSON object with the field {self.value_field!r}")
-        field = document[self.value_field]
-        if isinstance(field, bool) or not isinstance(field, str | int):
-            return Rejected("invalid_field", f"{self.value_field!r} is {type(field).__name__}, not a token")
-        return str(field).strip()
+        stream = None
+        if self._key_path:
+            found = self._field(document, self._key_path, "key_field")
+            if isinstance(found, Rejected):
+                return found
+            if len(found.encode()) > self.max_key_bytes:
+                return Rejected("oversized_key", f"{len(found.encode())} bytes > {self.max_key_bytes}")
+            if _has_control(found):
+                return Rejected("invalid_key_field", "the key holds control characters")
+            stream = found
+        token = self._field(document, self._value_path, "field")
+        return token if isinstance(token, Rejected) else (stream, token)
+
+    def _field(self, document: Any, path: tuple[str, ...], kind: str) -> str | Rejected:
+        value = lookup(document, path)
+        where = describe_path(path)
+        if value is MISSING:
+            return Rejected(f"missing_{kind}", f"no {where} in the JSON value")
+        text = token_text(value)
+        if text is None:
+            what = "null" if value is None else type(value).__name__.replace("dict", "an object")
+            what = what.replace("list", "an array")
+            return Rejected(f"invalid_{kind}", f"{where} is {what}, not a token")
+        if kind == "key_field" and not text:
+            return Rejected("missing_key_field", f"{where} is an empty string")
+        return text
 
 
 def dead_letter_headers(

@@ -14,7 +14,9 @@ This module is the outer loop: it compiles the model once, before joining the gr
 one `Session` (`consumer.session`: the clients, partitions and open checkpoint of a connection)
 until stop. A recoverable failure (a broker lost, a hung call caught by `consumer.watchdog`)
 drops the session and starts a new one after a backoff of 1 s doubling to 30 s; the new session
-restores the learners from the state topic. A refused snapshot or a fenced instance is fatal.
+restores the learners from the state topic. A refused snapshot or a fenced instance is fatal;
+so is a connection that `lstm_stream.diagnose` finds cannot work as configured (a TLS
+certificate not trusted, or refused): a `ConfigError`, exit 2.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from consumer.session import Session
 from consumer.settings import RunSettings
 from consumer.stats import Stats
 from consumer.watchdog import WatchdogTimeoutError
+from lstm_stream.diagnose import diagnose
+from lstm_stream.settings import ConfigError
 
 __all__ = ["FatalError", "Service"]
 
@@ -64,6 +68,9 @@ class Service:
     def run(self) -> None:
         """Process until `stop`; start a new session after a recoverable failure."""
         backoff = 1.0
+        found = diagnose(self.settings)  # a certificate problem: exit 2 now, not after a timeout
+        if found is not None and found.configuration:
+            raise ConfigError(found.message)
         try:
             while not self.stop.is_set():
                 try:
@@ -75,13 +82,17 @@ class Service:
                         "give each instance its own --instance-id"
                     ) from None
                 except ConnectError as exc:
+                    found = diagnose(self.settings)
+                    if found is not None and found.configuration:
+                        raise ConfigError(found.message) from None  # exit 2: retrying cannot help
                     log.error(
                         "cannot connect to Kafka at %s (check --bootstrap-servers, --security-protocol %s "
-                        "and, with SASL, the mechanism and credentials); retrying in %.0f s: %s",
+                        "and, with SASL, the mechanism and credentials); retrying in %.0f s: %s%s",
                         self.settings.bootstrap_servers,
                         self.settings.security_protocol,
                         backoff,
                         exc,
+                        f" ({found.message})" if found is not None else "",
                     )
                 except (WatchdogTimeoutError, KafkaError) as exc:
                     log.error("Kafka session failed, restarting in %.0f s: %s", backoff, exc, exc_info=True)

@@ -32,6 +32,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstm_stream.json_fields import parse_path
 from lstm_stream.kafka_options import KafkaClientSettings
 from lstm_stream.settings import ConfigError, at_least, option
 
@@ -102,6 +103,12 @@ def _topic(value: str) -> str | None:
     return None if ok else f"not a valid Kafka topic name: {value!r}"
 
 
+def _path(text: str) -> str:
+    if text:
+        parse_path(text)  # its ValueError becomes a ConfigError naming the option
+    return text
+
+
 def _positive(value: float) -> str | None:
     return None if value > 0 else f"must be > 0, got {value!r}"
 
@@ -149,6 +156,13 @@ class RunSettings(StateSettings):
     )
     create_topics: bool = option(
         True, "create missing output, dead-letter, anomaly and state topics", group=TOPICS
+    )
+    replication_factor: int | None = option(
+        None,
+        "replicas of each partition of the topics it creates (unset: the broker's"
+        " default.replication.factor)",
+        check=at_least(1),
+        group=TOPICS,
     )
     top_k: int = option(
         3,
@@ -213,11 +227,24 @@ class RunSettings(StateSettings):
     )
     value_format: str = option(
         "text",
-        "text: the value is the token; json: a JSON object's field",
+        "text: the value is the token; json: a JSON value's field",
         choices=VALUE_FORMATS,
         group=INPUT,
     )
-    value_field: str = option("token", "the JSON field holding the token (--value-format json)", group=INPUT)
+    value_field: str = option(
+        "token",
+        "with --value-format json, the field holding the token: a dotted path (event.type; \\. is a"
+        " literal dot; digits index an array)",
+        parse=_path,
+        group=INPUT,
+    )
+    key_field: str = option(
+        "",
+        "with --value-format json, the field holding the stream key (a path, user.id) instead of the"
+        " record key (empty: the record key)",
+        parse=_path,
+        group=INPUT,
+    )
     max_value_bytes: int = option(
         1024, "longer values go to the dead-letter topic", check=at_least(1), group=INPUT
     )
@@ -252,6 +279,8 @@ class RunSettings(StateSettings):
             seen[topic] = flag
         if self.value_format == "json" and not self.value_field:
             raise ConfigError("--value-field: required with --value-format json")
+        if self.key_field and self.value_format != "json":
+            raise ConfigError("--key-field: only with --value-format json")
 
     @property
     def worker_count(self) -> int:

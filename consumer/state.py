@@ -106,14 +106,21 @@ def state_headers(offset: int) -> list[tuple[str, bytes]]:
 
 
 def ensure_topic(
-    admin: KafkaAdminClient, name: str, partitions: int, config: dict[str, str] | None = None
+    admin: KafkaAdminClient,
+    name: str,
+    partitions: int,
+    config: dict[str, str] | None = None,
+    replication_factor: int | None = None,
 ) -> bool:
-    """Create the topic unless it exists; True when this call created it."""
+    """Create the topic unless it exists, with `replication_factor` replicas (None: the broker's
+    default.replication.factor); True when this call created it."""
+    replicas = replication_factor or -1
     try:
-        admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config or {})])
+        admin.create_topics([NewTopic(name, partitions, replicas, topic_configs=config or {})])
     except TopicAlreadyExistsError:
         return False
-    log.info("created topic %s (%d partitions)", name, partitions)
+    replicated = replication_factor or "the broker's default"
+    log.info("created topic %s (%d partitions, replication factor %s)", name, partitions, replicated)
     return True
 
 

@@ -3,7 +3,9 @@
 A settings class is a frozen dataclass whose fields are declared with :func:`option`. The
 entry point builds it once with :func:`load` (flag > environment variable > default) and
 passes it down; nothing else reads the environment. A bad value raises :class:`ConfigError`
-naming the flag and the variable; entry points turn it into exit code 2.
+naming the flag and the variable; entry points turn it into exit code 2. An empty variable counts
+as unset (docker-compose passes ``""`` for an unset ``${VAR}``), and :func:`unknown_variables`
+names the variables of a prefix that are no option, with the closest option.
 
 >>> from dataclasses import dataclass
 >>> @dataclass(frozen=True)
@@ -16,12 +18,21 @@ Demo(rate=5.0, topic='events')
 Traceback (most recent call last):
 ...
 lstm_stream.settings.ConfigError: --rate (env DEMO_RATE): must be >= 0, got -1.0
+>>> load(Demo, "DEMO_", [], env={"DEMO_RATE": "", "DEMO_TOPIC": " "})
+Demo(rate=0.0, topic='sequence')
+>>> load(Demo, "DEMO_", [], env={"DEMO_RATE": "fast"})
+Traceback (most recent call last):
+...
+lstm_stream.settings.ConfigError: --rate (env DEMO_RATE): expected a number, got 'fast'
+>>> unknown_variables("DEMO_", [Demo], {"DEMO_RAT": "5", "DEMO_TOPIC": "x", "HOME": "/"})
+['DEMO_RAT is not an option (did you mean DEMO_RATE, --rate?)']
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -40,6 +51,7 @@ __all__ = [
     "load",
     "one_of",
     "option",
+    "unknown_variables",
 ]
 
 T = TypeVar("T")
@@ -125,17 +137,34 @@ def _field_type(cls: type, field: dataclasses.Field[Any]) -> Any:
     return hint
 
 
+def _parse_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {text!r}") from None
+
+
 def _parser_for(cls: type, field: dataclasses.Field[Any]) -> Callable[[str], Any]:
     custom = field.metadata.get("parse")
     if custom is not None:
         return typing.cast(Callable[[str], Any], custom)
     kind = _field_type(cls, field)
-    if kind is bool:
-        return _parse_bool
-    if kind is Secret:
-        return Secret
-    if kind in (int, float, str):
-        return typing.cast(Callable[[str], Any], kind)
+    parsers: dict[Any, Callable[[str], Any]] = {
+        bool: _parse_bool,
+        Secret: Secret,
+        int: _parse_int,
+        float: _parse_float,
+        str: str,
+    }
+    if kind in parsers:
+        return parsers[kind]
     raise TypeError(f"{cls.__name__}.{field.name}: give option(parse=...) for type {kind!r}")
 
 
@@ -172,7 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str) -> No
 def from_namespace(
     cls: type[T], prefix: str, ns: argparse.Namespace, env: Mapping[str, str] | None = None
 ) -> T:
-    """Build and validate `cls` from parsed flags, then environment variables, then defaults."""
+    """Build and validate `cls` from parsed flags, then environment variables, then defaults.
+
+    An empty (or blank) variable counts as unset; an empty flag value is taken as given."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -180,6 +211,8 @@ def from_namespace(
         raw = getattr(ns, field.name, _UNSET)
         if raw is _UNSET:
             raw = env.get(env_name(prefix, field.name), _UNSET)
+            if isinstance(raw, str) and not raw.strip():
+                raw = _UNSET
         if raw is _UNSET:
             continue
         try:
@@ -207,6 +240,24 @@ def load(cls: type[T], prefix: str, argv: Sequence[str], env: Mapping[str, str] 
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser, cls, prefix)
     return from_namespace(cls, prefix, parser.parse_args(list(argv)), env)
+
+
+def unknown_variables(
+    prefix: str, classes: Iterable[type], env: Mapping[str, str] | None = None
+) -> list[str]:
+    """One line per variable of `env` starting with `prefix` that is no field of `classes`,
+    naming the closest option: a mistyped variable would otherwise be ignored silently."""
+    env = os.environ if env is None else env
+    known: dict[str, str] = {}
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            known[env_name(prefix, field.name)] = flag_name(field.name)
+    lines = []
+    for name in sorted(v for v in env if v.startswith(prefix) and v not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}, {known[close[0]]}?)" if close else ""
+        lines.append(f"{name} is not an option{hint}")
+    return lines
 
 
 def describe(settings: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lstm_stream import __version__
-from lstm_stream.settings import ConfigError, add_arguments, from_namespace
+from lstm_stream.settings import ConfigError, add_arguments, from_namespace, unknown_variables
 from producer.progress import summary
 from producer.publisher import Publisher, PublishError
 from producer.settings import PREFIX, FileSettings, PatternSettings, ProducerSettings
@@ -127,6 +127,8 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    for line in unknown_variables(PREFIX, (PatternSettings, FileSettings)):
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
     try:
         settings = load_settings(ns)
         with open_source(settings) as source:

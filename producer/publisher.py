@@ -5,8 +5,8 @@ records of one key keep their order. A run ends when its source does, after ``--
 messages, or on SIGTERM/SIGINT; then it flushes, and its `Stats` say whether every message was
 acknowledged. A second signal stops at once without flushing.
 
->>> encode_value("4", "text"), encode_value("dé", "json")
-(b'4', b'{"value": "d\\xc3\\xa9"}')
+>>> encode_value("4", "text"), encode_value("dé", "json"), encode_value("click", "json", "event.type")
+(b'4', b'{"token": "d\\xc3\\xa9"}', b'{"event": {"type": "click"}}')
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from typing import Any, TextIO
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from lstm_stream.diagnose import diagnose
+from lstm_stream.json_fields import nest, parse_path
+from lstm_stream.settings import ConfigError
 from producer.progress import Pacer, Progress, Stats, Tally
 from producer.settings import ProducerSettings
 from producer.sources import ENCODING_ERRORS, InputError, PartitionedSource, Record, Source
@@ -43,9 +46,12 @@ class _StopSignalError(Exception):
     """Raised by the signal handler to cut short a wait for input or for the pace."""
 
 
-def encode_value(token: str, value_format: str) -> bytes:
-    """A message value: the token itself, or ``{"value": token}``."""
-    text = token if value_format == "text" else json.dumps({"value": token}, ensure_ascii=False)
+def encode_value(token: str, value_format: str, value_field: str = "token") -> bytes:
+    """A message value: the token itself, or a JSON object holding it at the path `value_field`
+    (``{"token": token}`` by default: what the consumer reads with its defaults)."""
+    if value_format == "text":
+        return token.encode("utf-8", ENCODING_ERRORS)
+    text = json.dumps(nest(parse_path(value_field), token), ensure_ascii=False)
     return text.encode("utf-8", ENCODING_ERRORS)
 
 
@@ -53,14 +59,20 @@ def _encode_key(key: str | None) -> bytes | None:
     return None if key is None else key.encode("utf-8", ENCODING_ERRORS)
 
 
-def create_topic(settings: ProducerSettings, admin_factory: Callable[..., Any] = KafkaAdminClient) -> None:
-    """Create the topic with `settings.partitions` partitions; one that exists already is fine."""
+def create_topic(
+    settings: ProducerSettings,
+    admin_factory: Callable[..., Any] = KafkaAdminClient,
+    diagnose: Callable[[ProducerSettings], Any] = diagnose,
+) -> None:
+    """Create the topic with `settings.partitions` partitions and --replication-factor replicas
+    (unset: the broker's default); one that exists already is fine."""
     try:
         admin = admin_factory(**settings.admin_kwargs())
     except _CONNECT_ERRORS as exc:
-        raise PublishError(_unreachable(settings, exc)) from None
+        raise _unreachable(settings, exc, diagnose) from None
     try:
-        spec = {settings.topic: {"num_partitions": settings.partitions, "replication_factor": -1}}
+        replicas = settings.replication_factor or -1  # -1: the broker's default.replication.factor
+        spec = {settings.topic: {"num_partitions": settings.partitions, "replication_factor": replicas}}
         result = admin.create_topics(spec, raise_errors=False)
         code = result["topics"][0]["error_code"]
         if code and for_code(code) is not TopicAlreadyExistsError:
@@ -71,10 +83,18 @@ def create_topic(settings: ProducerSettings, admin_factory: Callable[..., Any] =
         admin.close()
 
 
-def _unreachable(settings: ProducerSettings, exc: BaseException) -> str:
-    return (
+def _unreachable(
+    settings: ProducerSettings, exc: BaseException, diagnose: Callable[[ProducerSettings], Any]
+) -> Exception:
+    """The error to raise when the clients could not connect: a `ConfigError` (exit 2) when a
+    connection of our own names a certificate problem, else a `PublishError` (exit 1)."""
+    found = diagnose(settings)
+    if found is not None and found.configuration:
+        return ConfigError(found.message)
+    cause = f" ({found.message})" if found is not None else ""
+    return PublishError(
         f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.connect_timeout_s:g} s "
-        f"(--connect-timeout-s): {exc}; check --bootstrap-servers, --security-protocol "
+        f"(--connect-timeout-s): {exc}{cause}; check --bootstrap-servers, --security-protocol "
         f"({settings.security_protocol}) and, with SASL, the mechanism and credentials"
     )
 
@@ -88,12 +108,14 @@ class Publisher:
         *,
         producer_factory: Callable[..., Any] = KafkaProducer,
         admin_factory: Callable[..., Any] = KafkaAdminClient,
+        diagnose: Callable[[ProducerSettings], Any] = diagnose,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.producer_factory, self.admin_factory = producer_factory, admin_factory
+        self.diagnose = diagnose
         self.out = sys.stderr if out is None else out
         self.clock, self.sleep = clock, sleep
         self.stopped_by = ""
@@ -103,12 +125,15 @@ class Publisher:
     def connect(self) -> Any:
         """A producer whose topic exists (created first with --create-topic), or a `PublishError`."""
         s = self.settings
+        found = self.diagnose(s)  # a certificate problem: exit 2 now, not after --connect-timeout-s
+        if found is not None and found.configuration:
+            raise ConfigError(found.message)
         if s.create_topic:
-            create_topic(s, self.admin_factory)
+            create_topic(s, self.admin_factory, self.diagnose)
         try:
             producer = self.producer_factory(**s.producer_kwargs())
         except _CONNECT_ERRORS as exc:
-            raise PublishError(_unreachable(s, exc)) from None
+            raise _unreachable(s, exc, self.diagnose) from None
         try:
             producer.partitions_for(s.topic)
         except KafkaError as exc:
@@ -164,7 +189,7 @@ class Publisher:
             key, token = record
             try:
                 future = producer.send(
-                    s.topic, value=encode_value(token, s.value_format), key=_encode_key(key)
+                    s.topic, value=encode_value(token, s.value_format, s.value_field), key=_encode_key(key)
                 )
             except KafkaError as exc:
                 return f"cannot send to {s.topic!r}: {exc}"

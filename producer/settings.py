@@ -20,6 +20,7 @@ from typing import Any
 
 from kafka import codec
 
+from lstm_stream.json_fields import parse_path
 from lstm_stream.kafka_options import KafkaClientSettings
 from lstm_stream.settings import ConfigError, at_least, option
 from producer.spec import SEED_SPEC, parse_spec
@@ -51,6 +52,11 @@ def _probability(value: float) -> str | None:
     return None if 0 <= value <= 1 else f"must be between 0 and 1, got {value!r}"
 
 
+def _path(text: str) -> str:
+    parse_path(text)  # its ValueError becomes a ConfigError naming --value-field
+    return text
+
+
 def _spec(text: str) -> str:
     parse_spec(text)  # its SpecError (a ValueError) becomes a ConfigError naming --spec
     return text
@@ -63,10 +69,27 @@ class ProducerSettings(KafkaClientSettings):
     topic: str = option("sequence", "topic to publish to", group=OUTPUT)
     key: str = option("", "key of every message (empty: null key, the default stream)", group=OUTPUT)
     value_format: str = option(
-        "text", 'text: the UTF-8 token; json: {"value": token}', choices=VALUE_FORMATS, group=OUTPUT
+        "text",
+        'text: the UTF-8 token; json: a JSON object with the token at --value-field ({"token": "4"})',
+        choices=VALUE_FORMATS,
+        group=OUTPUT,
+    )
+    value_field: str = option(
+        "token",
+        "with --value-format json, the field holding the token: a dotted path (event.type writes "
+        '{"event": {"type": "4"}}; \\. is a literal dot)',
+        parse=_path,
+        group=OUTPUT,
     )
     create_topic: bool = option(False, "create the topic first (fine if it exists)", group=OUTPUT)
     partitions: int = option(1, "partitions of a topic --create-topic makes", check=at_least(1), group=OUTPUT)
+    replication_factor: int | None = option(
+        None,
+        "replicas of each partition of a topic --create-topic makes (unset: the broker's"
+        " default.replication.factor)",
+        check=at_least(1),
+        group=OUTPUT,
+    )
     rate: float = option(0.0, "messages per second (0: as fast as possible)", check=at_least(0), group=PACING)
     count: int | None = option(
         None,

@@ -239,7 +239,7 @@ def test_processes_share_the_compile_cache_and_the_next_start_compiles_nothing(t
 def test_no_compile_cache_when_the_option_is_empty(tmp_path: Path) -> None:
     source = tmp_path / "tokens.txt"
     source.write_text("a\nb\n" * 20)
-    result = consumer("evaluate", str(source), "--json", "--quiet", "--compile-cache-dir", "", *SMALL)
+    result = consumer("evaluate", str(source), "--json", "--quiet", "--compile-cache-dir", "none", *SMALL)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["compile_cache_dir"] is None

@@ -88,7 +88,7 @@ def test_the_wheel_make_dist_builds_installs_in_a_fresh_venv(tmp_path: Path) -> 
     # ... and learns: the installed consumer evaluates a short stream with TensorFlow.
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("".join(f"{'aab'[i % 3]}\n" for i in range(300)))
-    small = ["--window", "8", "--loss-steps", "4", "--units", "8", "--compile-cache-dir", ""]
+    small = ["--window", "8", "--loss-steps", "4", "--units", "8", "--compile-cache-dir", "none"]
     evaluate = subprocess.run(
         [str(venv / "bin" / "lstm-consumer"), "evaluate", str(tokens), "--json", "--quiet", *small],
         capture_output=True,

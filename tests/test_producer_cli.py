@@ -70,7 +70,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]
         (["pattern", "--noise", "1.5"], "--noise (env LSTM_PRODUCER_NOISE): must be between 0 and 1"),
         (["pattern", "--keys", "2", "--key", "k"], "--key: only with --keys 1"),
         (["pattern", "--rate", "-1"], "--rate (env LSTM_PRODUCER_RATE): must be >= 0"),
-        (["pattern", "--count", "zero"], "--count (env LSTM_PRODUCER_COUNT): invalid literal"),
+        (["pattern", "--count", "zero"], "--count (env LSTM_PRODUCER_COUNT): expected a whole number"),
         (
             ["pattern", "--value-format", "xml"],
             "--value-format (env LSTM_PRODUCER_VALUE_FORMAT): must be one of",

@@ -105,7 +105,10 @@ def test_every_record_is_sent_keyed_and_counted() -> None:
 
 def test_json_values() -> None:
     _, producer = publish([(None, "a")], replace(SETTINGS, value_format="json"))
-    assert producer.sent[0][2] == b'{"value": "a"}'
+    assert producer.sent[0][2] == b'{"token": "a"}'
+    nested = replace(SETTINGS, value_format="json", value_field=r"event.the\.type")
+    _, producer = publish([(None, "a")], nested)
+    assert producer.sent[0][2] == b'{"event": {"the.type": "a"}}'
 
 
 def test_count_stops_early() -> None:

@@ -116,3 +116,65 @@ def test_an_anomaly_is_a_rank_past_g_and_its_record_names_its_source() -> None:
         "top_g": 1,
         "model_step": 7,
     }
+
+
+KEYED = Decoder("json", "event.type", max_value_bytes=256, max_key_bytes=16, key_field="user.id")
+
+
+@settings(max_examples=300)
+@given(document=json_values, user=json_values, event=json_values)
+def test_any_event_decodes_to_a_keyed_token_or_a_reason(
+    document: object, user: object, event: object
+) -> None:
+    _check(KEYED.decode(b"\xff", json.dumps(document).encode()), 256)
+    value = json.dumps({"user": {"id": user}, "event": {"type": event}}).encode()
+    _check(KEYED.decode(None, value), 256)
+
+
+def test_nested_paths_and_the_key_field() -> None:
+    event = {"user": {"id": 7}, "event": {"type": "click", "page": "/cart"}}
+    # The record key is not read with --key-field: not even an undecodable one is a problem.
+    assert KEYED.decode(b"\xff\xfe", json.dumps(event).encode()) == ("7", "click")
+    page = Decoder("json", "event.page", 256, 16, key_field="user.id")
+    assert page.decode(None, json.dumps(event).encode()) == ("7", "/cart")
+    dotted = Decoder("json", r"labels.app\.kubernetes\.io/name", 256, 16)
+    value = {"labels": {"app.kubernetes.io/name": "checkout"}}
+    assert dotted.decode(b"k", json.dumps(value).encode()) == ("k", "checkout")
+    listed = Decoder("json", "items.1.sku", 256, 16)
+    assert listed.decode(None, b'{"items": [{"sku": "a"}, {"sku": "b"}]}') == (None, "b")
+
+
+def test_numbers_and_booleans_are_tokens_in_one_way() -> None:
+    for raw, token in ((b"7", "7"), (b"7.0", "7"), (b"7e0", "7"), (b"0.5", "0.5"), (b"true", "true")):
+        assert JSON.decode(None, b'{"token": %s}' % raw) == (None, token)
+        event = b'{"user": {"id": %s}, "event": {"type": "x"}}' % raw
+        assert KEYED.decode(None, event) == (token, "x")
+
+
+def test_records_without_the_fields_are_rejected_with_their_reason() -> None:
+    event = b'{"user": {"id": 1}, "event": {"type": %s}}'
+    user = b'{"user": {"id": %s}, "event": {"type": "x"}}'
+    cases = {
+        b'{"event": {"type": "click"}}': ("missing_key_field", "no user.id in the JSON value"),
+        user % b"null": ("invalid_key_field", "user.id is null, not a token"),
+        user % b'""': ("missing_key_field", "user.id is an empty string"),
+        user % b'"a-key-of-17-bytes"': ("oversized_key", "17 bytes > 16"),
+        b'{"user": {"id": 1}, "event": {}}': ("missing_field", "no event.type in the JSON value"),
+        event % b'{"a": 1}': ("invalid_field", "event.type is an object, not a token"),
+        event % b"[1]": ("invalid_field", "event.type is an array, not a token"),
+        b'{"user": {"id": 1}, "event": "click"}': ("missing_field", "no event.type in the JSON value"),
+        b"[1, 2]": ("missing_key_field", "no user.id in the JSON value"),
+    }
+    for value, (reason, detail) in cases.items():
+        assert KEYED.decode(None, value) == Rejected(reason, detail), value
+
+
+def test_the_producers_json_is_read_with_the_consumers_defaults() -> None:
+    from consumer.settings import RunSettings
+    from producer.publisher import encode_value
+    from producer.settings import ProducerSettings
+
+    consumer, producer = RunSettings(value_format="json"), ProducerSettings(value_format="json")
+    decoder = Decoder("json", consumer.value_field, consumer.max_value_bytes, consumer.max_key_bytes)
+    for token in ("4", "dé", "/cart?id=7"):
+        assert decoder.decode(b"k", encode_value(token, "json", producer.value_field)) == ("k", token)

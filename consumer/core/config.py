@@ -27,6 +27,11 @@ MIXED_ORDERS = (0, 2, 4, 8, 12, 16, 24, 32)  # the count orders the mixer reads,
 MODEL = "model"
 
 
+def _cache_dir(text: str) -> str:
+    """A directory; `none` (or an empty flag) for no cache: an empty variable counts as unset."""
+    return "" if text.strip().lower() == "none" else text
+
+
 @dataclass(frozen=True)
 class LearnerConfig:
     """Everything that shapes a partition's learner. Shared by `run` and `evaluate`."""
@@ -75,7 +80,8 @@ class LearnerConfig:
     inter_op_threads: int = option(1, "TensorFlow inter-op threads", group=MODEL)
     compile_cache_dir: str = option(
         DEFAULT_CACHE_DIR,
-        "compiled programs kept here for the next start (shared safely by processes; empty: none)",
+        "compiled programs kept here for the next start (shared safely by processes; none: no cache)",
+        parse=_cache_dir,
         group=MODEL,
     )
 
