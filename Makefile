@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DIST   ?= dist
 
-.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load bench bench-learner bench-consumer bench-quality bench-anomalies bench-query kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load soak-cluster bench bench-learner bench-consumer bench-quality bench-anomalies bench-query kafka-up kafka-down kafka-status constraints clean
 
 help:
 	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint         ruff + mypy"
 	@echo "make soak-crash   the crash test at full size: 20,000 messages, 10 SIGKILLs (~10 min)"
 	@echo "make soak-load    the load test at full size: 1,000,000 messages over 1,000 keys (~25 min)"
+	@echo "make soak-cluster the 3-broker failover test at full size: 30,000 messages, 9 leader kills (~10 min)"
 	@echo "make bench        the learner, producer and consumer benchmarks in one go, JSON lines (~15 min)"
 	@echo "make bench-consumer  bench/consumer.py: the service end to end, 1 and 2 partitions, 1,000 keys (~4 min)"
 	@echo "make bench-learner  bench/learner.py: the core's speed beside the seed's loop, capacities 64-1024 (~10 min)"
@@ -33,7 +34,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	for script in scripts/images scripts/compose-test; do $(BIN)/mypy --no-error-summary $$script || exit 1; done
+	for script in scripts/images scripts/compose-test scripts/other-pythons scripts/resolve-platform; do $(BIN)/mypy --no-error-summary $$script || exit 1; done
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -66,6 +67,11 @@ soak-crash: venv
 soak-load: venv
 	LOAD_MESSAGES=$${LOAD_MESSAGES:-1000000} LOAD_SAMPLE_S=$${LOAD_SAMPLE_S:-10} VENV=$(VENV) \
 		scripts/test tests/test_load.py -s -q --timeout=10800
+
+# The three-broker failover test at full size (CI runs it with 6,000 messages and 3 kills).
+soak-cluster: venv
+	CLUSTER_MESSAGES=$${CLUSTER_MESSAGES:-30000} CLUSTER_ROUNDS=$${CLUSTER_ROUNDS:-3} VENV=$(VENV) \
+		scripts/test tests/test_cluster.py -s -q --timeout=3600
 
 bench-learner: venv
 	$(BIN)/python bench/learner.py --capacities 64,128,256,512,1024

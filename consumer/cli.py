@@ -34,15 +34,18 @@ exit codes: 0 done; 1 a failure; 2 bad usage or configuration"""
 RUN_HELP = "learn from the input topic and publish a prediction per message (the service)"
 RUN_EPILOG = """\
 input records: key = stream id (null: the default stream); value = the UTF-8 token, or with
---value-format json the field --value-field of a JSON object. Invalid records go to the
+--value-format json the value at --value-field, a dotted path into the JSON (event.type), and
+with --key-field the stream id from the value too (user.id). Strings are tokens as they are,
+numbers in their shortest form (7.0 is 7), true/false as words. Invalid records go to the
 dead-letter topic with headers lstm-stream.dead-letter.{reason,detail,topic,partition,offset}.
-prediction records: key = the input key; value = JSON with key, partition, offset (of the input
+prediction records: key = the stream id; value = JSON with key, partition, offset (of the input
 record), predicted, probability (the published guess: the LSTM and the count model mixed),
 model_step, previous_hit, baseline, lstm, lstm_probability (each input's own guess). Read them
 read_committed.
 
 examples:
   lstm-consumer run --bootstrap-servers 127.0.0.1:9092 --group-id demo
+  lstm-consumer run --value-format json --value-field event.type --key-field user.id
   LSTM_CONSUMER_PROCESSING_GUARANTEE=at_least_once lstm-consumer run --http-port 9400"""
 
 EXPORT_HELP = "write a partition's current model from the state topic as a Keras file"
@@ -150,9 +153,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
     for line in unknown_variables(PREFIX, (RunSettings, LearnerConfig, EvaluateSettings, ExportSettings)):
         print(f"{PROG}: warning: {line}", file=sys.stderr)
+    ns = build_parser().parse_args(argv)
     try:
         return COMMANDS[ns.command](ns)
     except ConfigError as exc:

@@ -253,9 +253,10 @@ def unknown_variables(
         for field in dataclasses.fields(cls):
             known[env_name(prefix, field.name)] = flag_name(field.name)
     lines = []
+    suffixes = {name[len(prefix) :]: name for name in known}  # the shared prefix is no likeness
     for name in sorted(v for v in env if v.startswith(prefix) and v not in known):
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}, {known[close[0]]}?)" if close else ""
+        close = difflib.get_close_matches(name[len(prefix) :], suffixes, n=1, cutoff=0.6)
+        hint = f" (did you mean {suffixes[close[0]]}, {known[suffixes[close[0]]]}?)" if close else ""
         lines.append(f"{name} is not an option{hint}")
     return lines
 

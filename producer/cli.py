@@ -126,9 +126,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
     for line in unknown_variables(PREFIX, (PatternSettings, FileSettings)):
         print(f"{PROG}: warning: {line}", file=sys.stderr)
+    ns = build_parser().parse_args(argv)
     try:
         settings = load_settings(ns)
         with open_source(settings) as source:

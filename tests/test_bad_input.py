@@ -98,9 +98,9 @@ def _no_token(rng: random.Random) -> Payload:
             (b"[1, 2, 3]", "missing_field"),
             (b'"4"', "missing_field"),
             (b"4", "missing_field"),
-            (b'{"token": true}', "invalid_field"),
+            (b'{"token": [true]}', "invalid_field"),  # true and 1.5 are tokens, as documented
             (b'{"token": null}', "invalid_field"),
-            (b'{"token": 1.5}', "invalid_field"),
+            (b'{"token": -1e999}', "invalid_field"),
             (b'{"token": 1e999}', "invalid_field"),
             (b'{"token": ["4"]}', "invalid_field"),
             (b'{"token": {"t": "4"}}', "invalid_field"),

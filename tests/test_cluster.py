@@ -93,7 +93,37 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         yield cluster
     finally:
+        pids = cluster.pids()
         cluster.kafka("down", "--purge", timeout_s=120)
+        alive = [pid for pid in pids.values() if _alive(pid)]
+        assert not alive, f"`scripts/kafka down` left nodes running: {alive}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_status_lists_every_node_and_up_restarts_only_the_stopped_one(cluster: Cluster) -> None:
+    status = cluster.kafka("status")
+    assert status.returncode == 0, status.stdout
+    lines = status.stdout.splitlines()
+    assert [line.split()[:3] for line in lines] == [["node", str(n), "running"] for n in (1, 2, 3)]
+    ports = [line.split("port=")[1].split()[0] for line in lines]
+    assert ",".join(f"127.0.0.1:{port}" for port in ports) == cluster.bootstrap
+    before = cluster.pids()
+    assert len(set(before.values())) == 3
+    cluster.kill(2)
+    stopped = cluster.kafka("status")
+    assert stopped.returncode == 3
+    assert "node 2 not running" in stopped.stdout
+    cluster.restart()
+    after = cluster.pids()
+    assert (after[1], after[3]) == (before[1], before[3])  # the running nodes are left alone
+    assert after[2] != before[2]
 
 
 def _describe(admin: KafkaAdminClient, topic: str) -> list[dict[str, Any]]:

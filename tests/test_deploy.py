@@ -247,7 +247,12 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 def test_dockerfile_is_pinned_and_caches_dependencies(name: str) -> None:
     # Its user, entry point and contents are checked on the built image by `make compose-test`.
     steps = instructions(DOCKER / f"{name}.Dockerfile")
-    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", steps[0][1]), steps[0]
+    # A pinned multi-platform base by default; no architecture anywhere (arm64 builds the same file).
+    assert steps[0][0] == "ARG"
+    assert re.fullmatch(r"BASE_IMAGE=python:3\.11\.\d+-slim(-\w+)?", steps[0][1]), steps[0]
+    assert steps[1] == ("FROM", "${BASE_IMAGE}")
+    text = (DOCKER / f"{name}.Dockerfile").read_text()
+    assert not re.search(r"amd64|x86_64|aarch64|arm64|--platform", text.split("FROM", 1)[1])
     deps = next(i for i, (w, rest) in enumerate(steps) if w == "RUN" and "constraints.txt" in rest)
     first_source = next(i for i, (w, rest) in enumerate(steps) if w == "COPY" and rest.startswith(name))
     assert deps < first_source, "dependencies must be installed before the source is copied"

@@ -266,3 +266,26 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     result = consumer("evaluate", str(missing), timeout=60)
     assert result.returncode == 2
     assert result.stderr == f"lstm-consumer: error: cannot read {missing}: No such file or directory\n"
+
+
+def test_peak_memory_is_in_megabytes_where_proc_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS has no /proc and gives ru_maxrss in bytes; Linux in KiB."""
+    import resource
+
+    from consumer import evaluate
+
+    class NoProc:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def read_text(self) -> str:
+            raise OSError("no /proc here")
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    monkeypatch.setattr(evaluate, "Path", NoProc)
+    monkeypatch.setattr(sys, "platform", "linux")
+    linux = evaluate.peak_resident_mb()
+    monkeypatch.setattr(sys, "platform", "darwin")
+    darwin = evaluate.peak_resident_mb()
+    assert linux >= usage.ru_maxrss / 1024
+    assert darwin * 1024 == pytest.approx(linux, rel=0.01)

@@ -183,7 +183,7 @@ def test_the_front_answers_queries_and_forwards_the_rest(metrics: _Metrics) -> N
         front.close()
 
 
-def _front(on_exit: list[int]) -> Front:
+def _front(on_exit: list[int], abstract_socket: bool = True) -> Front:
     probe = Probe(stall_limit_s=60)
     probe.set_ready(True)
     return Front(
@@ -195,6 +195,7 @@ def _front(on_exit: list[int]) -> Front:
         "text",
         "INFO",
         on_exit.append,
+        abstract_socket=abstract_socket,
     )
 
 
@@ -205,9 +206,14 @@ def _eventually(check: object, timeout_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_the_front_process_is_fed_answers_and_exits_with_its_feed() -> None:
+@pytest.mark.parametrize("abstract_socket", [True, False], ids=["linux-abstract-socket", "socket-file"])
+def test_the_front_process_is_fed_answers_and_exits_with_its_feed(abstract_socket: bool) -> None:
+    """On Linux the front reaches the consumer by an abstract Unix socket; elsewhere (macOS) by
+    a socket file in a directory of its own, removed at close: both ways, here."""
     exits: list[int] = []
-    front = _front(exits)
+    front = _front(exits, abstract_socket)
+    socket_dir = front._socket_dir
+    assert (socket_dir is None) == abstract_socket
     try:
         assert _get(front.port, "/readyz")[:2] == (200, b"ready\n")  # the backlog holds it until up
         assert _get(front.port, "/metrics")[1] == b"metric 2\n"
@@ -231,6 +237,7 @@ def test_the_front_process_is_fed_answers_and_exits_with_its_feed() -> None:
     assert exits == []
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", front.port), timeout=2).close()
+    assert socket_dir is None or not os.path.exists(socket_dir)
 
 
 def test_a_front_that_dies_is_reported() -> None:

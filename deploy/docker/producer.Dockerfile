@@ -1,7 +1,12 @@
 # The producer image: lstm-producer with the base dependencies only (kafka-python, tqdm), no TensorFlow.
 #   docker build -f deploy/docker/producer.Dockerfile -t lstm-stream-producer .
 #   docker run --rm lstm-stream-producer pattern --bootstrap-servers HOST:PORT --rate 50
-FROM python:3.11.13-slim-bookworm
+# The base is a multi-platform image (linux/amd64 and linux/arm64 among others): on an arm64 machine
+# (Apple silicon, Graviton) or with `docker build --platform linux/arm64` the same file builds for
+# arm64; nothing here names an architecture. BASE_IMAGE replaces the base (scripts/images gives an
+# arm64 stand-in this way where no registry answers).
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

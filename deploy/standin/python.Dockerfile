@@ -3,7 +3,8 @@
 # Python is Debian bookworm's 3.11 (3.11.2), and `python`/`pip` are a virtualenv at /usr/local
 # made from it, so that /usr/local/bin/python, pip and installed console scripts sit where the
 # real image has them, with a site-packages of their own (Debian's own Python stays untouched).
-FROM debian:bookworm-slim
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
 
 ENV LANG=C.UTF-8
 RUN apt-get update \
