@@ -157,7 +157,7 @@ def test_csv_file_with_key_column_and_json_values(
     result = producer_cli(kafka_bootstrap, *argv, "--topic", topic)
     assert result.returncode == 0, result.stderr
     got = read_topic(kafka_bootstrap, topic, len(rows))
-    assert per_key(got) == per_key([(u, f'{{"value": "{a}"}}') for u, a in rows])
+    assert per_key(got) == per_key([(u, f'{{"token": "{a}"}}') for u, a in rows])
 
 
 def test_env_configures_a_text_file_run(
