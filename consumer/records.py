@@ -158,10 +158,10 @@ class Decoder:
             found = self._field(document, self._key_path, "key_field")
             if isinstance(found, Rejected):
                 return found
+            if _has_control(found):  # first: a lone surrogate cannot even be encoded
+                return Rejected("invalid_key_field", "the key holds control characters")
             if len(found.encode()) > self.max_key_bytes:
                 return Rejected("oversized_key", f"{len(found.encode())} bytes > {self.max_key_bytes}")
-            if _has_control(found):
-                return Rejected("invalid_key_field", "the key holds control characters")
             stream = found
         token = self._field(document, self._value_path, "field")
         return token if isinstance(token, Rejected) else (stream, token)
@@ -173,9 +173,8 @@ class Decoder:
             return Rejected(f"missing_{kind}", f"no {where} in the JSON value")
         text = token_text(value)
         if text is None:
-            what = "null" if value is None else type(value).__name__.replace("dict", "an object")
-            what = what.replace("list", "an array")
-            return Rejected(f"invalid_{kind}", f"{where} is {what}, not a token")
+            what = {type(None): "null", dict: "an object", list: "an array", float: "an infinite number"}
+            return Rejected(f"invalid_{kind}", f"{where} is {what.get(type(value), 'no token')}, not a token")
         if kind == "key_field" and not text:
             return Rejected("missing_key_field", f"{where} is an empty string")
         return text

@@ -121,8 +121,11 @@ def test_an_anomaly_is_a_rank_past_g_and_its_record_names_its_source() -> None:
 KEYED = Decoder("json", "event.type", max_value_bytes=256, max_key_bytes=16, key_field="user.id")
 
 
+any_text = st.text(st.characters(exclude_categories=()), max_size=8)  # lone surrogates too
+
+
 @settings(max_examples=300)
-@given(document=json_values, user=json_values, event=json_values)
+@given(document=json_values, user=json_values | any_text, event=json_values | any_text)
 def test_any_event_decodes_to_a_keyed_token_or_a_reason(
     document: object, user: object, event: object
 ) -> None:
@@ -164,6 +167,9 @@ def test_records_without_the_fields_are_rejected_with_their_reason() -> None:
         event % b"[1]": ("invalid_field", "event.type is an array, not a token"),
         b'{"user": {"id": 1}, "event": "click"}': ("missing_field", "no event.type in the JSON value"),
         b"[1, 2]": ("missing_key_field", "no user.id in the JSON value"),
+        user % b'"\\ud800"': ("invalid_key_field", "the key holds control characters"),
+        event % b'"\\udfff"': ("control_characters", "the token holds control characters"),
+        event % b"-1e999": ("invalid_field", "event.type is an infinite number, not a token"),
     }
     for value, (reason, detail) in cases.items():
         assert KEYED.decode(None, value) == Rejected(reason, detail), value
