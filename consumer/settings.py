@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lstm_stream.json_fields import parse_path
-from lstm_stream.kafka_options import KafkaClientSettings
+from lstm_stream.kafka_options import KafkaClientSettings, replication_factor_option
 from lstm_stream.settings import ConfigError, at_least, option
 
 __all__ = [
@@ -157,13 +157,7 @@ class RunSettings(StateSettings):
     create_topics: bool = option(
         True, "create missing output, dead-letter, anomaly and state topics", group=TOPICS
     )
-    replication_factor: int | None = option(
-        None,
-        "replicas of each partition of the topics it creates (unset: the broker's"
-        " default.replication.factor)",
-        check=at_least(1),
-        group=TOPICS,
-    )
+    replication_factor: int | None = replication_factor_option("the topics it creates", TOPICS)
     top_k: int = option(
         3,
         "most likely next tokens each prediction record lists, with their probabilities (0: none)",

@@ -30,9 +30,15 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from lstm_stream.settings import ConfigError, Secret, option
+from lstm_stream.settings import ConfigError, Secret, at_least, option
 
-__all__ = ["SASL_MECHANISMS", "SECURITY_PROTOCOLS", "KafkaClientSettings", "tls_context"]
+__all__ = [
+    "SASL_MECHANISMS",
+    "SECURITY_PROTOCOLS",
+    "KafkaClientSettings",
+    "replication_factor_option",
+    "tls_context",
+]
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -98,6 +104,16 @@ def _key_problem(exc: OSError, encrypted: bool) -> str:
     if encrypted:
         return f"wrong --ssl-password ({reason})"
     return f"not a PEM certificate and its private key ({reason})"
+
+
+def replication_factor_option(topics: str, group: str) -> Any:
+    """The --replication-factor option of a command that creates `topics`."""
+    return option(
+        None,
+        f"replicas of each partition of {topics} (unset: the broker's default.replication.factor)",
+        check=at_least(1),
+        group=group,
+    )
 
 
 @dataclass(frozen=True)

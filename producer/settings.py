@@ -21,7 +21,7 @@ from typing import Any
 from kafka import codec
 
 from lstm_stream.json_fields import parse_path
-from lstm_stream.kafka_options import KafkaClientSettings
+from lstm_stream.kafka_options import KafkaClientSettings, replication_factor_option
 from lstm_stream.settings import ConfigError, at_least, option
 from producer.spec import SEED_SPEC, parse_spec
 
@@ -83,13 +83,7 @@ class ProducerSettings(KafkaClientSettings):
     )
     create_topic: bool = option(False, "create the topic first (fine if it exists)", group=OUTPUT)
     partitions: int = option(1, "partitions of a topic --create-topic makes", check=at_least(1), group=OUTPUT)
-    replication_factor: int | None = option(
-        None,
-        "replicas of each partition of a topic --create-topic makes (unset: the broker's"
-        " default.replication.factor)",
-        check=at_least(1),
-        group=OUTPUT,
-    )
+    replication_factor: int | None = replication_factor_option("a topic --create-topic makes", OUTPUT)
     rate: float = option(0.0, "messages per second (0: as fast as possible)", check=at_least(0), group=PACING)
     count: int | None = option(
         None,

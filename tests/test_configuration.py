@@ -76,74 +76,60 @@ def test_a_mistyped_variable_is_a_warning_naming_the_closest_option(
     assert "CHUNK" not in err
 
 
+CONSUMER_CASES = [
+    (
+        "COMMIT_INTERVAL_MS",
+        "fast",
+        "--commit-interval-ms (env LSTM_CONSUMER_COMMIT_INTERVAL_MS): expected a whole",
+    ),
+    (
+        "REPLICATION_FACTOR",
+        "0",
+        "--replication-factor (env LSTM_CONSUMER_REPLICATION_FACTOR): must be >= 1, got 0",
+    ),
+    (
+        "VALUE_FIELD",
+        "event..type",
+        "--value-field (env LSTM_CONSUMER_VALUE_FIELD): an empty key in 'event..type'",
+    ),
+    ("KEY_FIELD", "user.id", "--key-field: only with --value-format json"),
+    ("SASL_MECHANISM", "PLAIN", "--sasl-mechanism: only with --security-protocol SASL_PLAINTEXT or SASL_SSL"),
+    ("SSL_CERTFILE", "/no/such.pem", "--ssl-certfile: only with --security-protocol SSL or SASL_SSL"),
+]
+PRODUCER_CASES = [
+    (
+        "REPLICATION_FACTOR",
+        "three",
+        "--replication-factor (env LSTM_PRODUCER_REPLICATION_FACTOR): expected a whole",
+    ),
+    (
+        "VALUE_FIELD",
+        "a\\",
+        "--value-field (env LSTM_PRODUCER_VALUE_FIELD): 'a\\\\' ends with a lone backslash",
+    ),
+    ("SASL_PLAIN_USERNAME", "app", "--sasl-plain-username: only with --security-protocol SASL_PLAINTEXT"),
+    ("SSL_CAFILE", "/no/such/ca.pem", "--ssl-cafile: only with --security-protocol SSL or SASL_SSL"),
+]
+
+
 @pytest.mark.parametrize(
-    ("variable", "value", "message"),
-    [
-        (
-            "COMMIT_INTERVAL_MS",
-            "fast",
-            "--commit-interval-ms (env LSTM_CONSUMER_COMMIT_INTERVAL_MS): expected a whole number",
-        ),
-        (
-            "REPLICATION_FACTOR",
-            "0",
-            "--replication-factor (env LSTM_CONSUMER_REPLICATION_FACTOR): must be >= 1, got 0",
-        ),
-        (
-            "VALUE_FIELD",
-            "event..type",
-            "--value-field (env LSTM_CONSUMER_VALUE_FIELD): an empty key in 'event..type'",
-        ),
-        ("KEY_FIELD", "user.id", "--key-field: only with --value-format json"),
-        (
-            "SASL_MECHANISM",
-            "PLAIN",
-            "--sasl-mechanism: only with --security-protocol SASL_PLAINTEXT or SASL_SSL",
-        ),
-        ("SSL_CERTFILE", "/no/such.pem", "--ssl-certfile: only with --security-protocol SSL or SASL_SSL"),
-    ],
+    ("program", "variable", "value", "message"),
+    [("lstm-consumer", *case) for case in CONSUMER_CASES]
+    + [("lstm-producer", *case) for case in PRODUCER_CASES],
 )
-def test_consumer_values_that_cannot_be_used_exit_2_naming_option_and_variable(
+def test_values_that_cannot_be_used_exit_2_naming_option_and_variable(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    program: str,
     variable: str,
     value: str,
     message: str,
 ) -> None:
     _clean(monkeypatch)
-    monkeypatch.setenv(CONSUMER + variable, value)
-    assert consumer_main(["run"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"lstm-consumer: error: {message}")
-
-
-@pytest.mark.parametrize(
-    ("variable", "value", "message"),
-    [
-        (
-            "REPLICATION_FACTOR",
-            "three",
-            "--replication-factor (env LSTM_PRODUCER_REPLICATION_FACTOR): expected a whole number",
-        ),
-        (
-            "VALUE_FIELD",
-            "a\\",
-            "--value-field (env LSTM_PRODUCER_VALUE_FIELD): 'a\\\\' ends with a lone backslash",
-        ),
-        ("SASL_PLAIN_USERNAME", "app", "--sasl-plain-username: only with --security-protocol SASL_PLAINTEXT"),
-        ("SSL_CAFILE", "/no/such/ca.pem", "--ssl-cafile: only with --security-protocol SSL or SASL_SSL"),
-    ],
-)
-def test_producer_values_that_cannot_be_used_exit_2_naming_option_and_variable(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    variable: str,
-    value: str,
-    message: str,
-) -> None:
-    _clean(monkeypatch)
-    monkeypatch.setenv(PRODUCER + variable, value)
-    assert producer_main(["pattern"]) == 2
-    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    consumer = program == "lstm-consumer"
+    monkeypatch.setenv((CONSUMER if consumer else PRODUCER) + variable, value)
+    assert (consumer_main(["run"]) if consumer else producer_main(["pattern"])) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"{program}: error: {message}")
 
 
 def test_a_missing_ca_file_exits_2_at_once_instead_of_retrying(
