@@ -13,8 +13,9 @@ nothing is lost or doubled.
 This module is the outer loop: it compiles the model once, before joining the group, then runs
 one `Session` (`consumer.session`: the clients, partitions and open checkpoint of a connection)
 until stop. A recoverable failure (a broker lost, a hung call caught by `consumer.watchdog`)
-drops the session and starts a new one after a backoff of 1 s doubling to 30 s; the new session
-restores the learners from the state topic. A refused snapshot or a fenced instance is fatal;
+drops the session and starts a new one after a backoff of 1 s doubling to 30 s, from 1 s again
+once a session has committed something; the new session restores the learners from the state
+topic. A refused snapshot or a fenced instance is fatal;
 so is a connection that `lstm_stream.diagnose` finds cannot work as configured (a TLS
 certificate not trusted, or refused): a `ConfigError`, exit 2.
 """
@@ -95,6 +96,8 @@ class Service:
                         f" ({found.message})" if found is not None else "",
                     )
                 except (WatchdogTimeoutError, KafkaError) as exc:
+                    if self.session is not None and self.session.commits:
+                        backoff = 1.0  # it worked until now: a new failure, not the last one again
                     log.error("Kafka session failed, restarting in %.0f s: %s", backoff, exc, exc_info=True)
                 self.stats.restarted()
                 self._drop_session()

@@ -43,7 +43,7 @@ from consumer.settings import RunSettings
 from consumer.stats import Stats
 from consumer.watchdog import deadline
 
-__all__ = ["GroupJoinStuckError", "Session"]
+__all__ = ["GroupJoinStuckError", "Session", "abandon"]
 
 log = logging.getLogger("consumer.service")
 
@@ -91,6 +91,7 @@ class Session:
         self._closing = False  # torn down or closing: a revocation has nothing left to commit
         self._joining_since: float | None = None
         self.join_limit_s = max(60.0, 3 * settings.session_timeout_ms / 1000)
+        self.commits = 0  # checkpoints committed with something in them: the session worked
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop`, then commit and close."""
@@ -142,6 +143,7 @@ class Session:
         if not checkpoint.commit():
             self._restore_all()
             return
+        self.commits += bool(processed)
         for p, part in processed.items():  # committed: what the query endpoint may now show
             self.store.publish(p, part.staged)
             part.staged = {}
@@ -250,13 +252,27 @@ class Session:
         self.probe.set_ready(False, "restarting")
         self.processor.discard()
         self.store.dropped(set(self.store.owned()))
-        for client in (self.consumer, self.producer):
-            try:
-                if client is self.consumer:
-                    client.close(autocommit=False, timeout_ms=5000)
-                else:
-                    client.close(timeout=5)
-            except Exception:
-                log.warning("closing a failed Kafka client raised", exc_info=True)
+        try:
+            self.consumer.close(autocommit=False, timeout_ms=5000)
+        except Exception:
+            log.warning("closing a failed Kafka consumer raised", exc_info=True)
+        # Exactly-once: what the producer still holds belongs to a transaction given up (the next
+        # session's producer fences it), so it is not waited for.
+        abandon(self.producer, 1.0 if self.settings.processing_guarantee == "exactly_once" else 5.0)
         self.partitions.clear()
         self._to_restore.clear()
+
+
+def abandon(producer: Any, timeout_s: float) -> None:
+    """Close a producer after a failure, whatever it still holds. kafka-python's `close` raises
+    when its flush times out and then leaves the producer's sender thread running, retrying its
+    requests for ever: one such thread and its connections per failed session. Stop it here."""
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except Exception as exc:
+        log.info("dropping the failed session's producer with records it still held: %s", exc)
+    sender = getattr(producer, "_sender", None)
+    if sender is not None and sender.is_alive():
+        sender.force_close()
+        sender.join(timeout_s)

@@ -254,8 +254,11 @@ def test_partitions_learn_at_the_same_time_each_in_order_and_results_go_out_on_t
         processor.drain(target)
     finally:
         processor.close()
-    first0, first1, second0 = calls
-    assert (first0[0], first1[0], second0[0]) == ("p0", "p1", "p0")
+    # By partition and start, not by the order the calls ended in (two 0.2 s calls on 2 cores
+    # may end either way round).
+    first0, second0 = sorted((c for c in calls if c[0] == "p0"), key=lambda c: c[2])
+    (first1,) = [c for c in calls if c[0] == "p1"]
+    assert (len(calls), first0[1], first1[1], second0[1]) == (3, 3, 1, 1)
     assert first1[2] < first0[3]  # p1 ran while p0's first call did
     assert second0[2] >= first0[3]  # p0's calls one after the other, in offset order
     topics = [c.args[0] for c in producer.send.call_args_list]
@@ -284,3 +287,40 @@ def test_discarded_calls_send_nothing() -> None:
     producer.send.assert_not_called()
     assert partitions[0].next_offset == 0
     assert checkpoint.partitions == {}
+
+
+def test_a_failed_sessions_producer_is_stopped_even_when_its_close_times_out() -> None:
+    """kafka-python's close() raises when its flush times out, before it stops its sender thread:
+    the thread would stay, retrying for ever, one more after each failed session."""
+    from consumer.session import abandon
+
+    class Sender(threading.Thread):
+        def __init__(self) -> None:
+            super().__init__(daemon=True)
+            self.stop = threading.Event()
+
+        def run(self) -> None:
+            self.stop.wait(60)
+
+        def force_close(self) -> None:
+            self.stop.set()
+
+    class StuckProducer:
+        def __init__(self) -> None:
+            self._sender = Sender()
+            self._sender.start()
+            self.timeouts: list[float] = []
+
+        def close(self, timeout: float) -> None:
+            self.timeouts.append(timeout)
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+    producer = StuckProducer()
+    started = time.monotonic()
+    abandon(producer, 1.0)
+    assert producer.timeouts == [1.0]
+    assert not producer._sender.is_alive()
+    assert time.monotonic() - started < 5
+    healthy = MagicMock(spec_set=KafkaProducer)
+    abandon(healthy, 1.0)
+    healthy.close.assert_called_once_with(timeout=1.0)

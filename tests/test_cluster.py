@@ -16,9 +16,11 @@ Sizes: CLUSTER_MESSAGES (6,000), CLUSTER_RATE (100 msgs/s), CLUSTER_ROUNDS (1 ro
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 MESSAGES = int(os.environ.get("CLUSTER_MESSAGES", "6000"))
 RATE = float(os.environ.get("CLUSTER_RATE", "100"))
 ROUNDS = int(os.environ.get("CLUSTER_ROUNDS", "1"))
+TRANSACTION_TIMEOUT_S = os.environ.get("CLUSTER_TRANSACTION_TIMEOUT_S", "")  # empty: the default
 PARTITIONS, KEYS = 2, 6
 DOWN_S = 6.0  # how long a killed broker stays down
 READ_TIMEOUT_S = 300 + MESSAGES / 50
@@ -161,7 +164,7 @@ def test_killing_partition_leaders_loses_and_duplicates_nothing(cluster: Cluster
         *("--input-topic", names["in"], "--output-topic", names["out"]),
         *("--dead-letter-topic", names["dlq"], "--state-topic", names["state"]),
         *("--group-id", "failover", "--instance-id", "failover", "--max-poll-records", "100"),
-        *("--transaction-timeout-s", "15"),
+        *(["--transaction-timeout-s", TRANSACTION_TIMEOUT_S] if TRANSACTION_TIMEOUT_S else []),
     ]
     producer = subprocess.Popen(
         [
@@ -187,8 +190,9 @@ def test_killing_partition_leaders_loses_and_duplicates_nothing(cluster: Cluster
                 assert counter.wait_beyond(seen + 50, timeout_s=120), consumer.log()[-3000:]
                 time.sleep(rng.uniform(0.0, 2.0))
                 leader = _leader(admin, names[kind])
+                killed_at = time.monotonic()
                 cluster.kill(leader)
-                kills.append({"topic": kind, "node": leader, "output_before": counter.count})
+                kills.append({"topic": kind, "node": leader, "output_before": counter.count, "at": killed_at})
                 time.sleep(DOWN_S)
                 cluster.restart()
         assert producer.wait(timeout=MESSAGES / RATE + 300) == 0, producer.communicate()[0][-3000:]
@@ -223,7 +227,14 @@ def test_killing_partition_leaders_loses_and_duplicates_nothing(cluster: Cluster
     differing = [offset for offset in want if got[offset] != want[offset]]
     assert not differing, f"{len(differing)} predictions differ, first at {differing[0]}"
     assert replicas == {"out": {3}, "state": {3}}
-    restarts = consumer.log().count("Kafka session failed")
+    ends = [kill["at"] for kill in kills[1:]] + [time.monotonic()]
+    for kill, end in zip(kills, ends, strict=True):  # the outage: the longest wait for a commit
+        killed_at = kill.pop("at")
+        times = [killed_at, *(t for t in counter.grew if killed_at < t < end)]
+        kill["stalled_s"] = round(max(b - a for a, b in itertools.pairwise(times)), 1) if times[1:] else None
+    delays = [int(d) for d in re.findall(r"Kafka session failed, restarting in (\d+) s", consumer.log())]
+    # The backoff starts again from 1 s once a session has committed: no 30 s waits after a few kills.
+    assert max(delays, default=0) <= 8, delays
     print(
         "cluster summary:",
         json.dumps(
@@ -234,7 +245,8 @@ def test_killing_partition_leaders_loses_and_duplicates_nothing(cluster: Cluster
                 "missing": len(missing),
                 "duplicated": len(duplicated),
                 "byte_identical": not differing,
-                "consumer_session_restarts": restarts,
+                "consumer_session_restarts": len(delays),
+                "restart_delays_s": delays,
             }
         ),
     )

@@ -37,6 +37,7 @@ class Counter(threading.Thread):
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(daemon=True)
         self.count = 0
+        self.grew: list[float] = []  # when (time.monotonic) the count last grew, at each poll
         self._stop_event = threading.Event()
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
@@ -46,7 +47,10 @@ class Counter(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.count += sum(len(b) for b in self.consumer.poll(timeout_ms=200).values())
+            arrived = sum(len(b) for b in self.consumer.poll(timeout_ms=200).values())
+            if arrived:
+                self.count += arrived
+                self.grew.append(time.monotonic())
         self.consumer.close()
 
     def stop(self) -> None:
