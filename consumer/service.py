@@ -15,9 +15,9 @@ one `Session` (`consumer.session`: the clients, partitions and open checkpoint o
 until stop. A recoverable failure (a broker lost, a hung call caught by `consumer.watchdog`)
 drops the session and starts a new one after a backoff of 1 s doubling to 30 s, from 1 s again
 once a session has committed something; the new session restores the learners from the state
-topic. A refused snapshot or a fenced instance is fatal;
-so is a connection that `lstm_stream.diagnose` finds cannot work as configured (a TLS
-certificate not trusted, or refused): a `ConfigError`, exit 2.
+topic. A refused snapshot or a fenced instance is fatal; so is a connection that
+`lstm_stream.diagnose` finds cannot work as configured (a TLS certificate not trusted, or
+refused): a `ConfigError`, exit 2.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ from consumer.session import Session
 from consumer.settings import RunSettings
 from consumer.stats import Stats
 from consumer.watchdog import WatchdogTimeoutError
-from lstm_stream.diagnose import diagnose
-from lstm_stream.settings import ConfigError
+from lstm_stream.diagnose import unless_misconfigured
 
 __all__ = ["FatalError", "Service"]
 
@@ -69,9 +68,7 @@ class Service:
     def run(self) -> None:
         """Process until `stop`; start a new session after a recoverable failure."""
         backoff = 1.0
-        found = diagnose(self.settings)  # a certificate problem: exit 2 now, not after a timeout
-        if found is not None and found.configuration:
-            raise ConfigError(found.message)
+        unless_misconfigured(self.settings)  # a certificate problem: exit 2 now, not after a timeout
         try:
             while not self.stop.is_set():
                 try:
@@ -83,9 +80,7 @@ class Service:
                         "give each instance its own --instance-id"
                     ) from None
                 except ConnectError as exc:
-                    found = diagnose(self.settings)
-                    if found is not None and found.configuration:
-                        raise ConfigError(found.message) from None  # exit 2: retrying cannot help
+                    found = unless_misconfigured(self.settings)  # or exit 2: retrying cannot help
                     log.error(
                         "cannot connect to Kafka at %s (check --bootstrap-servers, --security-protocol %s "
                         "and, with SASL, the mechanism and credentials); retrying in %.0f s: %s%s",

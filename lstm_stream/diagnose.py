@@ -18,15 +18,19 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from lstm_stream.kafka_options import KafkaClientSettings
+from lstm_stream.settings import ConfigError
 
-__all__ = ["Diagnosis", "diagnose"]
+__all__ = ["Diagnosis", "diagnose", "unless_misconfigured"]
 
 API_VERSIONS_REQUEST = struct.pack(">ihhih", 10 + len(b"lstm-stream"), 18, 0, 1, len(b"lstm-stream"))
 API_VERSIONS_REQUEST += b"lstm-stream"
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL")
+S = TypeVar("S", bound=KafkaClientSettings)
 _CLIENT_CERT_REFUSED = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN")
 
 
@@ -50,6 +54,14 @@ def diagnose(settings: KafkaClientSettings, timeout_s: float = 5.0) -> Diagnosis
         if found is not None:
             problems.append(found.message)
     return Diagnosis(False, "; ".join(problems)) if problems else None
+
+
+def unless_misconfigured(settings: S, find: Callable[[S], Diagnosis | None] = diagnose) -> Diagnosis | None:
+    """`find(settings)`, raising a `ConfigError` (exit 2) where it names a configuration fault."""
+    found = find(settings)
+    if found is not None and found.configuration:
+        raise ConfigError(found.message)
+    return found
 
 
 def _diagnose_one(

@@ -24,9 +24,8 @@ from typing import Any, TextIO
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from lstm_stream.diagnose import diagnose
+from lstm_stream.diagnose import Diagnosis, diagnose, unless_misconfigured
 from lstm_stream.json_fields import nest, parse_path
-from lstm_stream.settings import ConfigError
 from producer.progress import Pacer, Progress, Stats, Tally
 from producer.settings import ProducerSettings
 from producer.sources import ENCODING_ERRORS, InputError, PartitionedSource, Record, Source
@@ -62,7 +61,7 @@ def _encode_key(key: str | None) -> bytes | None:
 def create_topic(
     settings: ProducerSettings,
     admin_factory: Callable[..., Any] = KafkaAdminClient,
-    diagnose: Callable[[ProducerSettings], Any] = diagnose,
+    diagnose: Callable[[ProducerSettings], Diagnosis | None] = diagnose,
 ) -> None:
     """Create the topic with `settings.partitions` partitions and --replication-factor replicas
     (unset: the broker's default); one that exists already is fine."""
@@ -84,13 +83,11 @@ def create_topic(
 
 
 def _unreachable(
-    settings: ProducerSettings, exc: BaseException, diagnose: Callable[[ProducerSettings], Any]
+    settings: ProducerSettings, exc: BaseException, diagnose: Callable[[ProducerSettings], Diagnosis | None]
 ) -> Exception:
-    """The error to raise when the clients could not connect: a `ConfigError` (exit 2) when a
-    connection of our own names a certificate problem, else a `PublishError` (exit 1)."""
-    found = diagnose(settings)
-    if found is not None and found.configuration:
-        return ConfigError(found.message)
+    """The error to raise when the clients could not connect: a `PublishError` (exit 1), unless a
+    connection of our own names a certificate problem: then a `ConfigError` (exit 2) is raised."""
+    found = unless_misconfigured(settings, diagnose)
     cause = f" ({found.message})" if found is not None else ""
     return PublishError(
         f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.connect_timeout_s:g} s "
@@ -108,7 +105,7 @@ class Publisher:
         *,
         producer_factory: Callable[..., Any] = KafkaProducer,
         admin_factory: Callable[..., Any] = KafkaAdminClient,
-        diagnose: Callable[[ProducerSettings], Any] = diagnose,
+        diagnose: Callable[[ProducerSettings], Diagnosis | None] = diagnose,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -125,9 +122,7 @@ class Publisher:
     def connect(self) -> Any:
         """A producer whose topic exists (created first with --create-topic), or a `PublishError`."""
         s = self.settings
-        found = self.diagnose(s)  # a certificate problem: exit 2 now, not after --connect-timeout-s
-        if found is not None and found.configuration:
-            raise ConfigError(found.message)
+        unless_misconfigured(s, self.diagnose)  # a certificate problem: exit 2 now, not after a timeout
         if s.create_topic:
             create_topic(s, self.admin_factory, self.diagnose)
         try:
