@@ -5,7 +5,8 @@ offset it follows, the model step, the top-k) and `publish`es them when the chec
 holds them commits, through a `Publisher`: in the service, `consumer.front.Feed`, which sends
 them to the front process's copy of this store. A query sees what the predictions topic shows
 to a read_committed reader, never the live learner. Partitions leave the store when this
-instance loses them.
+instance loses them; a partition it takes (after a rebalance or a restart) answers a key once
+a commit has published the key's next prediction: the predictions are not in the snapshot.
 
 Routes (the key percent-encoded UTF-8, as `urllib.parse.quote(key, safe="")` writes it):
 
