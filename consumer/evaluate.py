@@ -235,6 +235,8 @@ def _scores(learner: Learner, tracker: Tracker) -> dict[str, Any]:
                 f"{prefix}rolling_hit_rate_100": score.rolling_hit_rate(100),
                 f"{prefix}rolling_hit_rate_1000": score.rolling_hit_rate(1000),
                 f"{prefix}log_loss": score.log_loss,
+                # Compressors quote bits: the same loss in bits per token.
+                f"{prefix}bits_per_token": score.log_loss / math.log(2),
                 f"{prefix}msgs_to_99": curve.msgs_to_99,
                 f"{prefix}hit_rate_after_99": _rate(curve.after_hits, curve.after_scored),
             }
@@ -289,7 +291,8 @@ def summary(results: dict[str, Any]) -> str:
             f"lstm-consumer evaluate: {r['messages']} messages, {r['predictions']} scored "
             f"in {r['seconds']:.2f} s ({speed})",
             f"  published hit rate {r['hit_rate']:.3f} (last 100: {r['rolling_hit_rate_100']:.3f}, "
-            f"last 1000: {r['rolling_hit_rate_1000']:.3f}), log-loss {r['log_loss']:.3f}; {learned}",
+            f"last 1000: {r['rolling_hit_rate_1000']:.3f}), log-loss {r['log_loss']:.3f} nats "
+            f"({r['bits_per_token']:.3f} bits); {learned}",
             f"  LSTM alone {r['lstm_hit_rate']:.3f}, log-loss {r['lstm_log_loss']:.3f}; "
             f"baseline {r['baseline_hit_rate']:.3f}, log-loss {r['baseline_log_loss']:.3f}",
             _anomaly_line(r),

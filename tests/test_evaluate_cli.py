@@ -8,6 +8,7 @@ before TensorFlow is imported and are quick.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -31,6 +32,7 @@ PER_PREDICTOR = (
     "rolling_hit_rate_100",
     "rolling_hit_rate_1000",
     "log_loss",
+    "bits_per_token",
     "msgs_to_99",
     "hit_rate_after_99",
 )
@@ -190,6 +192,7 @@ def test_evaluate_reports_one_json_object_and_plots(tmp_path: Path) -> None:
         for name in ("hit_rate", "rolling_hit_rate_100", "rolling_hit_rate_1000"):
             assert 0.0 <= report[prefix + name] <= 1.0
         assert report[prefix + "log_loss"] > 0
+        assert report[prefix + "bits_per_token"] == pytest.approx(report[prefix + "log_loss"] / math.log(2))
     assert report["msgs_per_s"] > 0
     if report["msgs_to_99"] is not None:
         assert 100 < report["msgs_to_99"] <= 300
