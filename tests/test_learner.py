@@ -292,3 +292,26 @@ def test_the_stream_generators_are_seeded_and_of_their_kind() -> None:
     assert len({t for _, t in streams.drifting_vocabulary(5000)}) > 200
     rnd = random.Random(0)
     assert len(streams.text(1000, offset=rnd.randrange(1000))) == 1000
+
+
+def test_a_tokens_first_sighting_is_new_until_it_is_seen_again() -> None:
+    from consumer.core.baseline import BOS_UID, NEW_UID, Baseline
+    from consumer.core.vocab import NEW_ID
+
+    b = Baseline(orders=(1, 2), size=8, max_contexts=100)
+    b.assign(3, uid=0)  # "x", new after the begin-of-stream mark: counted as NEW there
+    b.learn((BOS_UID,), NEW_UID, NEW_ID, born=0)
+    b.assign(4, uid=1)  # "y", new after x: counted as NEW there
+    b.learn((BOS_UID, 0), NEW_UID, NEW_ID, born=1)
+    entry = b.entry((BOS_UID,))
+    assert entry is not None
+    assert (entry.uids, entry.counts) == ([NEW_UID], [1])
+    b.learn((BOS_UID, 0, 1), 0, 3)  # x again: where x was first seen, the count is x's
+    assert (entry.uids, entry.counts, entry.total) == ([0], [1], 1)
+    assert b.unigram[[NEW_ID, 3, 4]].tolist() == [1, 2, 0]  # y's first sighting is still NEW
+    assert list(b.births) == [1]
+    follow_x = b.entry((0,))
+    assert follow_x is not None
+    assert follow_x.uids == [NEW_UID]  # y was never seen again: a context of new tokens
+    b.assign(4, uid=9, old_uid=1)  # y's id recycled: nothing of y is kept waiting
+    assert b.births == {}

@@ -381,7 +381,11 @@ def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall
         header.update(version=2)
         header.pop("outlier_readings")
 
-    old = {k: v for k, v in entries(with_header(valid, as_version_2)).items() if ".outlier_" not in k}
+    old = {
+        k: v
+        for k, v in entries(with_header(valid, as_version_2)).items()
+        if ".outlier_" not in k and ".birth_" not in k
+    }
     kept = {k: v for k, v in old.items() if k != "model.mixer.overall"}
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **kept)
@@ -390,3 +394,20 @@ def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall
     assert all(state.outlier is None for state in learner.keys.states.values())
     overall = learner.program.get_state()[-1]
     assert overall.tolist() == [0.0] * (len(overall) - 1) + [1.0]  # on the longest count order
+
+
+def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -> None:
+    learner = Learner(SMALL)
+    feed(learner, [*stream(24, ["a", None], "abc"), ("a", "once")])
+    data = snapshot_bytes(learner)
+
+    def as_version_3(header: dict[str, Any]) -> None:
+        header.update(version=3)
+        header["baseline"].pop("births")
+
+    old = {k: v for k, v in entries(with_header(data, as_version_3)).items() if ".birth_" not in k}
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **old)
+    once = int(learner.vocab.assigned_at[learner.vocab.tokens.index("once")])
+    assert list(restore(data, SMALL).baseline.births) == [once]  # the token seen once waits
+    assert restore(buffer.getvalue(), SMALL).baseline.births == {}

@@ -11,6 +11,12 @@ the longest context seen before), and the mixer's inputs, each order blended wit
 below by Witten-Bell escapes, p_o = (c_o + d_o p_(o-1)) / (n_o + d_o), with n_o the context's
 count and d_o its distinct followers, up to --context-order.
 
+A token's first sighting is counted as NEW where it came (a context that leads to new tokens, as
+ids or block numbers do, learns to expect one), and it is the token's own from its second
+sighting on: then each context of its first sighting gives that count from NEW to the token, as
+a plain PPM would have counted it from the start (`births`). A token never seen again (an id)
+stays a NEW count for good.
+
 Contexts and followers are keyed by token *uids* (the serial of the message that gave the token
 its id, `Vocabulary.assigned_at`), so a recycled id never inherits the counts of the token that
 held it before; followers of tokens that left the vocabulary are dropped when next read. Memory
@@ -81,6 +87,21 @@ class Followers:
         if self.total > LIMIT:
             self._keep([n >> 1 for n in self.counts])
 
+    def give(self, at: int, uid: int, token_id: int) -> None:
+        """One count of the follower at index `at` becomes `uid`'s (the total stays)."""
+        counts = self.counts
+        counts[at] -= 1
+        mine = self.position.get(uid)
+        if mine is None:
+            self.position[uid] = len(self.uids)
+            self.uids.append(uid)
+            self.ids.append(token_id)
+            counts.append(1)
+        else:
+            counts[mine] += 1
+        if not counts[at]:
+            self._keep(counts)
+
     def drop(self, ids_by_uid: dict[int, int]) -> None:
         """Forget the followers whose token left the vocabulary (its id was recycled)."""
         self._keep([n if uid in ids_by_uid else 0 for uid, n in zip(self.uids, self.counts, strict=True)])
@@ -106,11 +127,15 @@ class Baseline:
         self.tables: tuple[OrderedDict[tuple[int, ...], Followers], ...] = (OrderedDict(), OrderedDict())
         self.ids_by_uid: dict[int, int] = {NEW_UID: NEW_ID}  # the tokens in the vocabulary
         self.recycled = 0
+        # uid -> the contexts (uids; () is order 0) that counted its first sighting as NEW, until
+        # its second sighting: at most one entry per token in the vocabulary
+        self.births: dict[int, list[tuple[int, ...]]] = {}
 
     def assign(self, token_id: int, uid: int, old_uid: int | None = None) -> None:
         """The vocabulary gave `token_id` to a new token (taking it from `old_uid`'s)."""
         if old_uid is not None:
             del self.ids_by_uid[old_uid]
+            self.births.pop(old_uid, None)
             old = int(self.unigram[token_id])
             self.unigram[token_id] = 0
             self.unigram_total -= old
@@ -118,8 +143,15 @@ class Baseline:
             self.recycled += 1
         self.ids_by_uid[uid] = token_id
 
-    def learn(self, context: tuple[int, ...], target_uid: int, target_id: int) -> None:
-        """Count the target after each counted suffix of `context` (uids, newest last)."""
+    def learn(
+        self, context: tuple[int, ...], target_uid: int, target_id: int, born: int | None = None
+    ) -> None:
+        """Count the target after each counted suffix of `context` (uids, newest last). `born`:
+        the uid of the new token the target NEW stands for (its first sighting)."""
+        if born is not None:
+            self.births[born] = [(), *(context[-o:] for o in self.orders if o <= len(context))]
+        elif target_uid in self.births:
+            self._second_sighting(target_uid, target_id)
         unigram = self.unigram
         self.unigram_distinct += unigram[target_id] == 0
         unigram[target_id] += 1
@@ -141,6 +173,22 @@ class Baseline:
             else:
                 contexts.move_to_end(key)
             entry.add(target_uid, target_id)
+
+    def _second_sighting(self, uid: int, token_id: int) -> None:
+        """The token is seen again: where its first sighting was counted as NEW, it is its own
+        (the totals stay: one count changes hands). Contexts dropped since are passed by."""
+        for key in self.births.pop(uid):
+            if not key:
+                if self.unigram[NEW_ID] > 0:
+                    self.unigram[NEW_ID] -= 1
+                    self.unigram_distinct -= self.unigram[NEW_ID] == 0
+                    self.unigram_distinct += self.unigram[token_id] == 0
+                    self.unigram[token_id] += 1
+                continue
+            entry = self.tables[len(key) > self.short].get(key)
+            at = None if entry is None else entry.position.get(NEW_UID)
+            if entry is not None and at is not None:
+                entry.give(at, uid, token_id)
 
     def entry(self, context: tuple[int, ...]) -> Followers | None:
         """The followers of `context` that are in the vocabulary, or None."""
@@ -172,7 +220,12 @@ class Baseline:
             "follower_ids": np.fromiter((i for e in entries for i in e.ids), np.int32, rows),
             "counts": np.fromiter((n for e in entries for n in e.counts), np.int64, rows),
         }
-        return {"contexts": len(keys), "recycled": self.recycled}, arrays
+        births = [(uid, key) for uid, keys_ in self.births.items() for key in keys_]
+        arrays["birth_uids"] = np.fromiter((uid for uid, _ in births), np.int64, len(births))
+        arrays["birth_lengths"] = np.fromiter((len(key) for _, key in births), np.int32, len(births))
+        total = sum(len(key) for _, key in births)
+        arrays["birth_contexts"] = np.fromiter((u for _, key in births for u in key), np.int64, total)
+        return {"contexts": len(keys), "recycled": self.recycled, "births": len(births)}, arrays
 
     @classmethod
     def load(
@@ -183,15 +236,19 @@ class Baseline:
         max_contexts: int,
         short: int,
         ids_by_uid: dict[int, int],
+        births: bool = True,
     ) -> Baseline:
         """The table from its columns, checked: context lengths 1..order, counts >= 1 and within
-        LIMIT, no context or follower twice. `ids_by_uid`: the vocabulary's tokens."""
+        LIMIT, no context or follower twice (a context may have none left). `ids_by_uid`: the
+        vocabulary's tokens. `births`: the snapshot has them (version 4 on; before, every first
+        sighting stays NEW)."""
         count = section.integer("contexts", high=2 * max_contexts)
         unigram = section.array("unigram", np.int64, (size,))
         lengths = section.array("context_lengths", np.int32, (count,))
         followers = section.array("follower_counts", np.int32, (count,))
-        if count and (not np.isin(lengths, orders).all() or followers.min() < 1):
-            raise section.error(f"contexts must hold {orders} uids and at least one follower")
+        # A context may have no follower left: all of them were recycled (`Followers.drop`).
+        if count and (not np.isin(lengths, orders).all() or followers.min() < 0):
+            raise section.error(f"contexts must hold {orders} uids")
         contexts = section.array("contexts", np.int64, (int(lengths.sum(dtype=np.int64)),))
         rows = int(followers.sum(dtype=np.int64))
         uids = section.array("follower_uids", np.int64, (rows,))
@@ -226,4 +283,19 @@ class Baseline:
             if entry.total > LIMIT or key in table or len(table) >= max_contexts:
                 raise SnapshotError("corrupt snapshot: baseline: a context twice, over LIMIT or too many")
             table[key] = entry
+        if births:
+            baseline._load_births(section, orders, ids_by_uid)
         return baseline
+
+    def _load_births(self, section: Section, orders: tuple[int, ...], ids_by_uid: dict[int, int]) -> None:
+        count = section.integer("births", high=len(ids_by_uid) * (len(orders) + 1))
+        uids = section.array("birth_uids", np.int64, (count,))
+        lengths = section.array("birth_lengths", np.int32, (count,))
+        if count and not np.isin(lengths, (0, *orders)).all():
+            raise section.error(f"birth contexts must hold 0 or {orders} uids")
+        contexts = section.array("birth_contexts", np.int64, (int(lengths.sum(dtype=np.int64)),))
+        if (contexts.size and contexts.min() < NEW_UID) or not set(uids.tolist()) <= set(ids_by_uid):
+            raise section.error("births must be of tokens in the vocabulary, in contexts of uids")
+        flat = iter(contexts.tolist())
+        for uid, length in zip(uids.tolist(), lengths.tolist(), strict=True):
+            self.births.setdefault(uid, []).append(tuple(next(flat) for _ in range(length)))

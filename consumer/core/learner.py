@@ -253,7 +253,7 @@ class Learner:
             self._settle(state)  # another outlier: the first one is read as it leads (as now)
         # The count model learns the stream as the key's history reads it: an outlier read out
         # is not learned as the context of the tokens after it.
-        self.baseline.learn(context, uid, target_id)
+        self.baseline.learn(context, uid, target_id, born=known_since if new else None)
         self.keys.append(state, token_id, serial)
         self._last = state
         state.uids.append(known_since)

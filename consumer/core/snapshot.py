@@ -59,8 +59,10 @@ from consumer.core.vocab import FIRST_ID, Vocabulary
 __all__ = ["FORMAT", "VERSION", "SnapshotError", "restore", "snapshot_bytes", "variable_specs"]
 
 FORMAT = "lstm-stream-snapshot"
-VERSION = 3  # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers
-READABLE = (2, 3)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
+# 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers; 4: the
+# count model's births (`consumer.core.baseline`)
+VERSION = 4
+READABLE = (2, 3, 4)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
 OVERALL = "model.mixer.overall"
 
 
@@ -163,6 +165,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         config.baseline_max_contexts,
         config.baseline_order,
         in_use,
+        births=version >= 4,
     )
     if baseline.unigram[end:].any():
         raise SnapshotError("corrupt snapshot: baseline counts for ids not in use")
