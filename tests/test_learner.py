@@ -3,10 +3,12 @@ kinds of stream it must learn (at CI size, with the targets of README's learner 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from bench import streams
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner, Prediction
+from consumer.core.vocab import FIRST_STEP
 from consumer.evaluate import evaluate
 from consumer.settings import EvaluateSettings
 
@@ -268,8 +271,9 @@ def test_all_distinct_tokens_hit_at_most_1_percent_with_memory_flat() -> None:
     assert r["hit_rate"] <= 0.01
     assert r["lstm_hit_rate"] <= 0.01
     assert r["baseline_hit_rate"] <= 0.01
-    assert r["recycled_tokens"] == 6144 - LearnerConfig().capacity
-    assert r["vocabulary"] == LearnerConfig().capacity
+    # Ids seen once never grow the vocabulary: it stays at its first limit, recycling.
+    assert r["recycled_tokens"] == 6144 - FIRST_STEP
+    assert r["vocabulary"] == FIRST_STEP < LearnerConfig().capacity
     assert r["baseline_contexts"] <= 2 * LearnerConfig().baseline_max_contexts
 
 
@@ -315,3 +319,68 @@ def test_a_tokens_first_sighting_is_new_until_it_is_seen_again() -> None:
     assert follow_x.uids == [NEW_UID]  # y was never seen again: a context of new tokens
     b.assign(4, uid=9, old_uid=1)  # y's id recycled: nothing of y is kept waiting
     assert b.births == {}
+
+
+@contextlib.contextmanager
+def first_step(step: int) -> Iterator[None]:
+    """The vocabulary's first limit, small enough for a small test to grow past it."""
+    from consumer.core import vocab
+
+    before, vocab.FIRST_STEP = vocab.FIRST_STEP, step
+    try:
+        yield
+    finally:
+        vocab.FIRST_STEP = before
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tokens=st.lists(st.sampled_from(list("abcdefghijkl")), max_size=80),
+    cuts=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    capacity=st.integers(1, 9),
+    first=st.integers(1, 4),
+)
+def test_the_vocabulary_grows_within_the_reach_a_call_allocates(
+    tokens: list[str], cuts: list[int], capacity: int, first: int
+) -> None:
+    from consumer.core.vocab import Vocabulary
+
+    vocab = Vocabulary(capacity, first_step=first)
+    serial = k = 0
+    while serial < len(tokens):
+        chunk = tokens[serial : serial + cuts[k % len(cuts)]]
+        k += 1
+        reach = vocab.reach(chunk, serial)
+        for token in chunk:
+            held, limit = len(vocab), vocab.limit
+            _, new, displaced = vocab.encode(token, serial)
+            assert (displaced >= 0) == (new and held == limit and vocab.limit == limit)  # recycled when full
+            serial += 1
+        assert vocab.end <= reach
+        assert len(vocab) <= vocab.limit <= capacity
+        assert vocab.limit in vocab.steps
+    assert vocab.new_tokens == len(vocab) + vocab.recycled
+
+
+def test_ids_seen_once_are_recycled_and_recurring_tokens_grow_the_vocabulary() -> None:
+    from consumer.core.vocab import Vocabulary
+
+    ids = Vocabulary(64, first_step=8)
+    for serial in range(1_000):
+        ids.encode(f"id-{serial}", serial)
+    assert (ids.limit, ids.grown, ids.recycled) == (8, 0, 992)
+    words = Vocabulary(64, first_step=8)
+    rnd = random.Random(0)
+    for serial in range(5_000):
+        words.encode(f"w{min(int(rnd.paretovariate(1.0)), 200)}", serial)  # Zipf-like: a few common
+    assert words.grown >= 2
+    assert words.limit >= 32
+
+
+@PROPERTY
+@given(data=records, sizes=st.lists(st.integers(1, 9), min_size=1, max_size=5))
+def test_strict_results_do_not_depend_on_chunking_while_the_vocabulary_grows(
+    data: Records, sizes: list[int]
+) -> None:
+    with first_step(2):  # SMALL's capacity 4: limits 2 then 4, widths 5 and 7
+        assert run_in_chunks(SMALL, data, [len(data)]) == run_in_chunks(SMALL, data, sizes)

@@ -380,11 +380,12 @@ def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall
     def as_version_2(header: dict[str, Any]) -> None:
         header.update(version=2)
         header.pop("outlier_readings")
+        header["vocab"].pop("grown")
 
     old = {
         k: v
         for k, v in entries(with_header(valid, as_version_2)).items()
-        if ".outlier_" not in k and ".birth_" not in k
+        if ".outlier_" not in k and ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen")
     }
     kept = {k: v for k, v in old.items() if k != "model.mixer.overall"}
     buffer = io.BytesIO()
@@ -404,10 +405,31 @@ def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -
     def as_version_3(header: dict[str, Any]) -> None:
         header.update(version=3)
         header["baseline"].pop("births")
+        header["vocab"].pop("grown")
 
-    old = {k: v for k, v in entries(with_header(data, as_version_3)).items() if ".birth_" not in k}
+    old = {
+        k: v
+        for k, v in entries(with_header(data, as_version_3)).items()
+        if ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen")
+    }
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **old)
     once = int(learner.vocab.assigned_at[learner.vocab.tokens.index("once")])
     assert list(restore(data, SMALL).baseline.births) == [once]  # the token seen once waits
     assert restore(buffer.getvalue(), SMALL).baseline.births == {}
+
+
+def test_a_growing_vocabulary_continues_bit_identically() -> None:
+    from tests.test_learner import first_step
+
+    config = LearnerConfig(
+        window=8, units=8, embedding_dim=4, loss_steps=2, replay=2, replay_buffer=16, capacity=8, max_keys=3
+    )
+    with first_step(2):  # limits 2, 4, 8: it grows across the snapshot
+        records = stream(160, ["a", None], "abcdefghij", seed=4)
+        learner = Learner(config)
+        feed(learner, records[:12])
+        assert learner.vocab.limit == 4
+        assert_continues_identically(config, records[:12], records[12:])
+        feed(learner, records[12:])
+        assert learner.vocab.limit == 8

@@ -36,7 +36,7 @@ from consumer.core.network import (
     param_shapes,
     predict_probs,
 )
-from consumer.core.vocab import NEW_ID, RESERVED
+from consumer.core.vocab import NEW_ID, RESERVED, steps
 
 __all__ = [
     "BUCKETS",
@@ -108,12 +108,14 @@ def mixer_size(config: LearnerConfig) -> tuple[int, int]:
     return 1 + len(config.mixed_rows), config.vocab_size
 
 
-WIDTHS = (8, 32, 128)  # output widths compiled below the full vocabulary
+WIDTHS = (8, 32, 128)  # output widths compiled below the vocabulary's first limit
 
 
 def widths(vocab_size: int) -> tuple[int, ...]:
-    """The vocabulary widths a program is compiled for: a few below the full size, then it."""
-    return (*(w for w in WIDTHS if w < vocab_size), vocab_size)
+    """The vocabulary widths a program is compiled for: a few narrow ones, then one per limit
+    the vocabulary grows through (`consumer.core.vocab.steps`), the last the full size."""
+    limits = [step + RESERVED for step in steps(vocab_size - RESERVED)]
+    return (*(w for w in WIDTHS if w < limits[0]), *limits)
 
 
 def width_for(vocab_end: int, vocab_size: int) -> int:
@@ -164,8 +166,10 @@ class Batch:
     count: int  # real messages; the rest is padding
 
     @classmethod
-    def empty(cls, size: int, config: LearnerConfig, replay: int) -> Batch:
-        window, vocab = config.window, config.vocab_size
+    def empty(cls, size: int, config: LearnerConfig, replay: int, width: int | None = None) -> Batch:
+        """A batch of `size` padding rows, its count rows `width` wide (default the full size:
+        a call allocates only the width its vocabulary can reach)."""
+        window, vocab = config.window, width or config.vocab_size
         return cls(
             np.zeros((size, window + 1), np.int32),
             np.zeros((size, window), np.int32),

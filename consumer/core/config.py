@@ -1,7 +1,7 @@
 """The learner's settings: model shape, optimizer, replay, mode. Flags and env vars come from here.
 
 >>> LearnerConfig().window, LearnerConfig().units, LearnerConfig().capacity
-(64, 16, 256)
+(64, 16, 4096)
 >>> LearnerConfig(window=0)
 Traceback (most recent call last):
 ...
@@ -40,8 +40,9 @@ class LearnerConfig:
     units: int = option(16, "LSTM cells", group=MODEL)
     embedding_dim: int = option(8, "embedding size of a token id", group=MODEL)
     capacity: int = option(
-        256,
-        "vocabulary capacity per partition; past it a new token takes the least recently seen one's id",
+        4096,
+        "most tokens the vocabulary holds per partition: it grows from 256, doubling, while its "
+        "tokens recur; past it a new token takes the least recently seen one's id",
         group=MODEL,
     )
     learning_rate: float = option(0.03, "Adam learning rate", group=MODEL)

@@ -52,7 +52,7 @@ class CountRows:
         Longer contexts are looked up only while the shorter ones exist (they are learned
         together, and the longer ones leave first)."""
         view = i * 2 + side
-        self.counts[i, side, 0] = baseline.unigram
+        self.counts[i, side, 0] = baseline.unigram[: self.size]  # ids past the call's reach: none in use
         stats, at, values, size = self._stats, self._at, self._values, self.size
         first = view * self.rows * 2
         stats[first], stats[first + 1] = baseline.unigram_total, baseline.unigram_distinct

@@ -47,7 +47,7 @@ import numpy as np
 
 from consumer.core import repair
 from consumer.core.baseline import NEW_UID, Baseline, uid_of
-from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads, widths
+from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads, width_for, widths
 from consumer.core.config import LearnerConfig
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
@@ -156,18 +156,22 @@ class Learner:
         cfg = self.config
         size = self._bucket(len(records))
         replay = cfg.replay if cfg.mode == "strict" else 0  # relaxed batches train without replay
-        batch = Batch.empty(size, cfg, replay)
+        # The widest the call's vocabulary can get: every array over token ids is that wide.
+        reach = width_for(self.vocab.reach([t for _, t in records], self.messages), cfg.vocab_size)
+        batch = Batch.empty(size, cfg, replay, reach)
         batch.count = count = len(records)
         assigned_before = self.vocab.assigned_at.copy()
         ids = np.zeros((count, cfg.window + 1), np.int32)
         serials = np.zeros((count, cfg.window + 1), np.int64)
         predict_ids = np.zeros((count, cfg.window), np.int32)
         predict_serials = np.zeros((count, cfg.window), np.int64)
-        counts = CountRows(count, cfg.count_orders, cfg.vocab_size)
+        counts = CountRows(count, cfg.count_orders, reach)
         messages = [
             self._prepare(i, key, token, (ids[i], serials[i], predict_ids[i], predict_serials[i]), counts)
             for i, (key, token) in enumerate(records)
         ]
+        if self.vocab.end > reach:  # never: the arrays would hold ids past their width
+            raise AssertionError(f"the vocabulary reached {self.vocab.end}, past its bound {reach}")
         events = [(m.token_id, m.serial) for m in messages if m.new]
         views = Views(assigned_before, events, self.messages, count)
         batch.inputs[:count], batch.targets[:count] = views.encode(ids, serials)
@@ -180,7 +184,7 @@ class Learner:
             batch.reset[i] = m.token_id if m.new else -1
             batch.vocab_end[i] = m.end
         width = counts.width
-        baseline = np.zeros((count, cfg.vocab_size), np.float32)
+        baseline = np.zeros((count, reach), np.float32)
         baseline[:, :width] = counts.backoff(cfg.baseline_row)
         batch.counts[:count, :, :, :width] = counts.blend()[:, :, cfg.mixed_rows]
         lstm, mixture, losses = self._run(batch)
@@ -193,9 +197,9 @@ class Learner:
         that a message's arithmetic never depends on how messages are grouped into calls; a call
         whose vocabulary crosses a width runs as one segment per width. Relaxed: one step per
         call, at the width of its last message."""
-        count, vocab = batch.count, self.config.vocab_size
-        lstm = np.zeros((count, vocab), np.float32)
-        mixture = np.zeros((count, vocab), np.float32)
+        count, vocab, reach = batch.count, self.config.vocab_size, batch.counts.shape[-1]
+        lstm = np.zeros((count, reach), np.float32)
+        mixture = np.zeros((count, reach), np.float32)
         losses = np.zeros(count, np.float32)
         if not count:
             return lstm, mixture, losses

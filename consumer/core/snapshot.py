@@ -60,7 +60,7 @@ __all__ = ["FORMAT", "VERSION", "SnapshotError", "restore", "snapshot_bytes", "v
 
 FORMAT = "lstm-stream-snapshot"
 # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers; 4: the
-# count model's births (`consumer.core.baseline`)
+# count model's births (`consumer.core.baseline`), the vocabulary's sightings (it grows)
 VERSION = 4
 READABLE = (2, 3, 4)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
 OVERALL = "model.mixer.overall"
@@ -147,7 +147,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     ]
     if not all(np.isfinite(v).all() for v in variables):
         raise SnapshotError("corrupt snapshot: the model's variables must be finite")
-    vocab = Vocabulary.load(Section(archive, header, "vocab"), config.capacity, messages)
+    vocab = Vocabulary.load(Section(archive, header, "vocab"), config.capacity, messages, growth=version >= 4)
     end = vocab.end
     keep = config.history
     outliers = version >= 3
