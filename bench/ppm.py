@@ -15,7 +15,11 @@ tuned to any stream:
 - a key's first message is not scored (nothing of the key is known yet), as in the project.
 
 One pass computes every maximum order K in `orders` at once (the tables do not depend on K), so
-`best` can pick the order in hindsight, per figure, as the issue's reference did. Pure Python:
+`best` can pick the order in hindsight, per figure, as the issue's reference did. Two ways of
+scoring (`run(at_publish=...)`): the classic one guesses a key's next token when it comes, from
+everything learned until then; under the product's contract the guess is the one made when the
+key's previous message was learned, as the product publishes it. On interleaved streams the
+classic way sees the other keys' messages in between, which no published guess can. Pure Python:
 about 20,000-60,000 messages per second per order, depending on the vocabulary.
 
 >>> r = run([(None, t) for t in "abcabcabcabcabcabc"], orders=(1, 2))
@@ -107,29 +111,67 @@ def _predict(
     return best_token, target_p
 
 
+def _distribution(
+    tables: list[dict[tuple[str, ...], _Context]], history: Sequence[str], top: int
+) -> tuple[dict[str, float], float]:
+    """The whole PPM-C distribution with exclusions from order `top` down: each token seen
+    after one of the contexts, and the mass left for a token never seen."""
+    mass = 1.0
+    out: dict[str, float] = {}
+    for order in range(min(top, len(history)), -1, -1):
+        context = tables[order].get(tuple(history[len(history) - order :]) if order else ())
+        if context is None:
+            continue
+        items = [(t, c) for t, c in context.counts.items() if t not in out]
+        if not items:
+            continue
+        n = sum(c for _, c in items)
+        d = len(items)
+        for token, count in items:
+            out[token] = mass * count / (n + d)
+        mass *= d / (n + d)
+    return out, mass
+
+
+def _score(fig: Figures, guess: str | None, p: float, token: str, second_half: bool) -> None:
+    hit = guess == token
+    fig.hits += hit
+    fig.scored += 1
+    fig.loss -= math.log(max(p, 1e-300))
+    fig.half_hits[second_half] += hit
+    fig.half_scored[second_half] += 1
+
+
 def run(
-    records: Iterable[tuple[str | None, str]], orders: Sequence[int] = tuple(range(2, 13))
+    records: Iterable[tuple[str | None, str]],
+    orders: Sequence[int] = tuple(range(2, 13)),
+    at_publish: bool = False,
 ) -> dict[int, Figures]:
-    """Each maximum order's figures over `records` ([(key, token)], in stream order)."""
+    """Each maximum order's figures over `records` ([(key, token)], in stream order).
+
+    `at_publish`: under the product's contract, each key's guess is made when its previous
+    message is learned (what the product publishes then) and scored when its next one comes; a
+    token first seen in between counts with the probability the guess gave a never-seen token.
+    Otherwise (the classic way) the guess is made when the key's next message comes, from
+    everything learned until then, other keys' messages in between included."""
     records = list(records)
     top = max(orders)
     tables: list[dict[tuple[str, ...], _Context]] = [defaultdict(_Context) for _ in range(top + 1)]
     histories: dict[str | None, list[str]] = {}
+    published: dict[str | None, dict[int, tuple[str | None, dict[str, float], float]]] = {}
     figures = {k: Figures(k) for k in orders}
     half = len(records) // 2
     for i, (key, token) in enumerate(records):
         history = histories.get(key)
         if history is None:
             history = histories[key] = [BOS]
+        elif at_publish:
+            for k, (guess, probs, novel) in published[key].items():
+                _score(figures[k], guess, probs.get(token, novel), token, i >= half)
         else:
             for k, fig in figures.items():
                 guess, p = _predict(tables, history, k, token)
-                hit = guess == token
-                fig.hits += hit
-                fig.scored += 1
-                fig.loss -= math.log(max(p, 1e-300))
-                fig.half_hits[i >= half] += hit
-                fig.half_scored[i >= half] += 1
+                _score(fig, guess, p, token, i >= half)
         for order in range(min(top, len(history)) + 1):
             context = tables[order][tuple(history[len(history) - order :]) if order else ()]
             context.counts[token] = context.counts.get(token, 0) + 1
@@ -137,17 +179,25 @@ def run(
         history.append(token)
         if len(history) > top:
             del history[0]
+        if at_publish:
+            guesses = {}
+            for k in orders:
+                probs, novel = _distribution(tables, history, k)
+                best_token = max(probs, key=probs.__getitem__) if probs else None
+                guess = None if best_token is None or novel > probs[best_token] else best_token
+                guesses[k] = (guess, probs, novel)
+            published[key] = guesses
     return figures
 
 
-def best(figures: dict[int, Figures]) -> dict[str, float | int]:
+def best(figures: dict[int, Figures], prefix: str = "ppm") -> dict[str, float | int]:
     """The best order in hindsight for each figure: the highest hit rate, the lowest log-loss."""
     by_hits = max(figures.values(), key=lambda f: (f.hit_rate, -f.order))
     by_loss = min(figures.values(), key=lambda f: (f.log_loss, f.order))
     return {
-        "ppm_hit_rate": round(by_hits.hit_rate, 4),
-        "ppm_hit_order": by_hits.order,
-        "ppm_log_loss": round(by_loss.log_loss, 4),
-        "ppm_log_loss_order": by_loss.order,
-        "ppm_second_half_hit_rate": round(by_hits.second_half_hit_rate(), 4),
+        f"{prefix}_hit_rate": round(by_hits.hit_rate, 4),
+        f"{prefix}_hit_order": by_hits.order,
+        f"{prefix}_log_loss": round(by_loss.log_loss, 4),
+        f"{prefix}_log_loss_order": by_loss.order,
+        f"{prefix}_second_half_hit_rate": round(by_hits.second_half_hit_rate(), 4),
     }

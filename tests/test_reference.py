@@ -123,3 +123,16 @@ def test_the_references_own_examples() -> None:
     import doctest
 
     assert doctest.testmod(ppm).failed == 0
+
+
+def test_at_publish_is_the_classic_way_for_one_key_and_never_sees_ahead() -> None:
+    single = streams.order_k(3_000, k=2, symbols=4, seed=5).records
+    classic, published = ppm.run(single, orders=(2, 4)), ppm.run(single, orders=(2, 4), at_publish=True)
+    for k in (2, 4):
+        assert (published[k].hits, published[k].scored) == (classic[k].hits, classic[k].scored)
+        assert published[k].loss == pytest.approx(classic[k].loss, rel=1e-9)
+    # y's "b" follows "a" as x's did in between: the classic guess, made when y's "b" comes,
+    # has learned it from x; the published one was made at y's "a", before x's "b".
+    records = [("x", "a"), ("y", "a"), ("x", "b"), ("y", "b")]
+    assert ppm.run(records, orders=(2,))[2].hits == 1
+    assert ppm.run(records, orders=(2,), at_publish=True)[2].hits == 0
