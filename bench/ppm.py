@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["Figures", "best", "run"]
@@ -65,11 +65,40 @@ class Figures:
 
 
 class _Context:
-    __slots__ = ("counts", "total")
+    """A context's followers: counts, and the same grouped by count (each group in the order
+    its tokens reached that count) so that the most frequent one not excluded is found without
+    reading them all: order 0 holds every token of the stream."""
+
+    __slots__ = ("by_count", "counts", "total")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.by_count: dict[int, dict[str, None]] = {}
         self.total = 0
+
+    def add(self, token: str) -> None:
+        count = self.counts.get(token, 0)
+        if count:
+            group = self.by_count[count]
+            del group[token]
+            if not group:
+                del self.by_count[count]
+        self.counts[token] = count + 1
+        self.by_count.setdefault(count + 1, {})[token] = None
+        self.total += 1
+
+    def most(self, excluded: set[str]) -> tuple[str, int] | None:
+        """The most frequent follower not in `excluded` (ties: the first to reach the count)."""
+        for token, count in self.ranked():
+            if token not in excluded:
+                return token, count
+        return None
+
+    def ranked(self) -> Iterator[tuple[str, int]]:
+        """The followers, most frequent first (ties: the first to reach the count)."""
+        for count in sorted(self.by_count, reverse=True):
+            for token in self.by_count[count]:
+                yield token, count
 
 
 def _predict(
@@ -82,29 +111,31 @@ def _predict(
     best_token: str | None = None
     best_p = -1.0
     target_p = 0.0
+    target_seen = False
     for order in range(min(top, len(history)), -1, -1):
         context = tables[order].get(tuple(history[len(history) - order :]) if order else ())
         if context is None:
             continue
-        if excluded:
-            items = [(t, c) for t, c in context.counts.items() if t not in excluded]
-            n = sum(c for _, c in items)
-        else:
-            items = list(context.counts.items())
-            n = context.total
-        if not items:
+        counts = context.counts
+        shared = (
+            [t for t in excluded if t in counts]
+            if len(excluded) < len(counts)
+            else [t for t in counts if t in excluded]
+        )
+        d = len(counts) - len(shared)
+        if not d:
             continue
-        d = len(items)
+        n = context.total - sum(counts[t] for t in shared)
         scale = mass / (n + d)
-        for token, count in items:
-            p = count * scale
-            if p > best_p:
-                best_token, best_p = token, p
-            if token == target:
-                target_p = p
-            excluded.add(token)
+        token, count = context.most(excluded) or ("", 0)
+        if count * scale > best_p:
+            best_token, best_p = token, count * scale
+        if not target_seen and target in counts:
+            target_p, target_seen = counts[target] * scale, True
+        if order:  # nothing below order 0 reads the exclusions
+            excluded.update(counts)
         mass *= d / (n + d)
-    if target not in excluded:
+    if not target_seen:
         target_p = mass  # a token never seen: the escape past order 0
     if mass > best_p:
         best_token = None
@@ -122,7 +153,7 @@ def _distribution(
         context = tables[order].get(tuple(history[len(history) - order :]) if order else ())
         if context is None:
             continue
-        items = [(t, c) for t, c in context.counts.items() if t not in out]
+        items = [(t, c) for t, c in context.ranked() if t not in out]  # ties as `_predict` breaks them
         if not items:
             continue
         n = sum(c for _, c in items)
@@ -173,9 +204,7 @@ def run(
                 guess, p = _predict(tables, history, k, token)
                 _score(fig, guess, p, token, i >= half)
         for order in range(min(top, len(history)) + 1):
-            context = tables[order][tuple(history[len(history) - order :]) if order else ()]
-            context.counts[token] = context.counts.get(token, 0) + 1
-            context.total += 1
+            tables[order][tuple(history[len(history) - order :]) if order else ()].add(token)
         history.append(token)
         if len(history) > top:
             del history[0]

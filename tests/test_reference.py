@@ -21,9 +21,7 @@ def _tables(records: list[str], top: int) -> list[dict[tuple[str, ...], ppm._Con
     history = [ppm.BOS]
     for token in records:
         for order in range(min(top, len(history)) + 1):
-            context = tables[order][tuple(history[len(history) - order :]) if order else ()]
-            context.counts[token] = context.counts.get(token, 0) + 1
-            context.total += 1
+            tables[order][tuple(history[len(history) - order :]) if order else ()].add(token)
         history.append(token)
     return tables
 
