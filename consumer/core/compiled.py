@@ -366,7 +366,7 @@ class Program:
         bucket = next(b for b in BUCKETS if b >= size)
         replay = self.config.replay if self.config.mode == "strict" else 0
         width = width_for(vocab_end, self.config.vocab_size)
-        self.run(Batch.empty(bucket, self.config, replay).segment(0, 0, bucket, width))
+        self.run(Batch.empty(bucket, self.config, replay, width).segment(0, 0, bucket, width))
 
     def _reset_rows(self, params: Params, adam: AdamState, token_id: tf.Tensor) -> tuple[Params, AdamState]:
         """A recycled id starts afresh: its embedding row, output column and bias, and their Adam
