@@ -388,6 +388,9 @@ def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall
         if ".outlier_" not in k and ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen")
     }
     kept = {k: v for k, v in old.items() if k != "model.mixer.overall"}
+    new_input = 1 + SMALL.mixed_rows.index(SMALL.count_orders.index(3) + 1)  # not in version 2's mixer
+    for name in ("model.mixer.weights", "model.mixer.shared"):
+        kept[name] = np.delete(kept[name], new_input, axis=-1)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **kept)
     learner = restore(buffer.getvalue(), SMALL)
@@ -412,11 +415,21 @@ def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -
         for k, v in entries(with_header(data, as_version_3)).items()
         if ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen")
     }
+    # Version 3's mixer had no input for the count model's order 3.
+    new_input = 1 + SMALL.mixed_rows.index(SMALL.count_orders.index(3) + 1)
+    for name in ("model.mixer.weights", "model.mixer.shared", "model.mixer.overall"):
+        old[name] = np.delete(old[name], new_input, axis=-1)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **old)
     once = int(learner.vocab.assigned_at[learner.vocab.tokens.index("once")])
     assert list(restore(data, SMALL).baseline.births) == [once]  # the token seen once waits
-    assert restore(buffer.getvalue(), SMALL).baseline.births == {}
+    restored = restore(buffer.getvalue(), SMALL)
+    assert restored.baseline.births == {}
+    mixer = restored.program.get_state()[-5:]  # weights, shared, updates, shared_updates, overall
+    for array, name in zip((mixer[0], mixer[1], mixer[4]), ("weights", "shared", "overall"), strict=True):
+        assert not np.asarray(array)[..., new_input].any()
+        kept = np.delete(np.asarray(array), new_input, axis=-1)
+        assert np.array_equal(kept, old[f"model.mixer.{name}"])
 
 
 def test_a_growing_vocabulary_continues_bit_identically() -> None:

@@ -23,7 +23,8 @@ from lstm_stream.settings import ConfigError, at_least, option
 __all__ = ["MODES", "LearnerConfig"]
 
 MODES = ("strict", "relaxed")
-MIXED_ORDERS = (0, 2, 4, 8, 12, 16, 24, 32)  # the count orders the mixer reads, where counted
+MIXED_ORDERS = (0, 2, 3, 4, 8, 12, 16, 24, 32)  # the count orders the mixer reads, where counted
+MIXED_ORDERS_BEFORE_4 = (0, 2, 4, 8, 12, 16, 24, 32)  # those of snapshots before version 4
 MODEL = "model"
 
 
@@ -127,9 +128,13 @@ class LearnerConfig:
     @property
     def mixed_rows(self) -> tuple[int, ...]:
         """The count rows (0: order 0, r: count_orders[r - 1]) the mixer reads, the last the
-        longest: fewer inputs learn faster, and each row already blends the orders below it."""
+        longest: fewer inputs learn faster, and each row already blends the orders below it.
+        Order 3 is one: sources of order 3 are learned as well as a PPM of that order does."""
+        return self.mixed_rows_of(MIXED_ORDERS)
+
+    def mixed_rows_of(self, mixed_orders: tuple[int, ...]) -> tuple[int, ...]:
         orders = (0, *self.count_orders)
-        wanted = {*MIXED_ORDERS, self.baseline_order, orders[-1]}
+        wanted = {*mixed_orders, self.baseline_order, orders[-1]}
         return tuple(row for row, order in enumerate(orders) if order in wanted)
 
     @property

@@ -45,7 +45,7 @@ import numpy as np
 
 from consumer.core.baseline import Baseline
 from consumer.core.compiled import mixer_size, state_shapes
-from consumer.core.config import LearnerConfig
+from consumer.core.config import MIXED_ORDERS_BEFORE_4, LearnerConfig
 from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
 from consumer.core.mixer import MixerState, initial_mixer
@@ -60,17 +60,19 @@ __all__ = ["FORMAT", "VERSION", "SnapshotError", "restore", "snapshot_bytes", "v
 
 FORMAT = "lstm-stream-snapshot"
 # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers; 4: the
-# count model's births (`consumer.core.baseline`), the vocabulary's sightings (it grows)
+# count model's births (`consumer.core.baseline`), the vocabulary's sightings (it grows), the
+# mixer reads order 3 too (`_mixer_before_4`)
 VERSION = 4
 READABLE = (2, 3, 4)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
 OVERALL = "model.mixer.overall"
+MIXER_INPUTS = {f"model.mixer.{name}" for name in ("weights", "shared", "overall")}  # (..., inputs)
 
 
 def variable_specs(config: LearnerConfig) -> list[tuple[str, tuple[int, ...]]]:
     """The name and shape of each of the program's variables, from the config alone.
 
     >>> variable_specs(LearnerConfig())[0]
-    ('model.weights.embedding', (259, 8))
+    ('model.weights.embedding', (4099, 8))
     """
     names = [f"{slot}.{name}" for slot in ("weights", "adam_m", "adam_v") for name in Params._fields]
     names += ["adam_step", *(f"mixer.{name}" for name in MixerState._fields)]
@@ -140,8 +142,8 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     size = config.vocab_size
     version = header["version"]
     variables = [
-        _overall_of_version_2(config)
-        if version < 3 and name == OVERALL
+        _mixer_before_4(archive, name, shape, config, version)
+        if version < 4 and name in MIXER_INPUTS
         else archive.array(name, np.float32, shape)
         for name, shape in variable_specs(config)
     ]
@@ -189,6 +191,21 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         "model_step": model_step,
         "readings": Readings(tuple(wins)),
     }
+
+
+def _mixer_before_4(
+    archive: Archive, name: str, shape: tuple[int, ...], config: LearnerConfig, version: int
+) -> np.ndarray:
+    """Before version 4 the mixer read fewer count rows (order 3 was not one): the inputs it
+    had keep their weights, a new one starts at 0, so the mixture is what it was."""
+    kept = [0, *(1 + config.mixed_rows.index(row) for row in config.mixed_rows_of(MIXED_ORDERS_BEFORE_4))]
+    if name == OVERALL and version < 3:
+        old = _overall_of_version_2(config)[kept]  # version 2 had none: a new learner's
+    else:
+        old = archive.array(name, np.float32, (*shape[:-1], len(kept)))
+    out = np.zeros(shape, np.float32)
+    out[..., kept] = old
+    return out
 
 
 def _overall_of_version_2(config: LearnerConfig) -> np.ndarray:
