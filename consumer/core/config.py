@@ -76,7 +76,7 @@ class LearnerConfig:
         group=MODEL,
     )
     mixer_learning_rate: float = option(
-        0.01, "learning rate of the mixer of the LSTM's and the count model's predictions", group=MODEL
+        0.003, "learning rate of the mixer of the LSTM's and the count model's predictions", group=MODEL
     )
     intra_op_threads: int = option(1, "TensorFlow intra-op threads", group=MODEL)
     inter_op_threads: int = option(1, "TensorFlow inter-op threads", group=MODEL)
