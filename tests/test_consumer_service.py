@@ -404,7 +404,8 @@ def test_a_stored_learner_is_refused_and_never_executed(
         embedding = entries(data)["model.weights.embedding"]
         short: dict[str, Any] = {"model.weights.embedding": embedding[:-1]}
         data = rewrite(data, **short)
-        expected = "is refused: corrupt snapshot: entry 'model.weights.embedding' is float32 (258, 8)"
+        rows = LearnerConfig().vocab_size - 1
+        expected = f"is refused: corrupt snapshot: entry 'model.weights.embedding' is float32 ({rows}, 8)"
     else:
         data = snapshot_bytes(Learner(LearnerConfig(window=8, units=4, loss_steps=1)))  # all three differ
         expected = "another model configuration: --loss-steps is 1 in the snapshot, 64 here"
