@@ -321,6 +321,40 @@ def test_a_tokens_first_sighting_is_new_until_it_is_seen_again() -> None:
     assert b.births == {}
 
 
+def test_a_context_expects_the_token_first_seen_there_as_far_as_the_stream_has_shown_it() -> None:
+    from consumer.core.baseline import BOS_UID, NEW_UID, Baseline
+    from consumer.core.vocab import NEW_ID
+
+    b = Baseline(orders=(1,), size=16, max_contexts=100)
+    b.assign(3, uid=0)  # "a"
+    b.learn((BOS_UID,), NEW_UID, NEW_ID, born=0)
+    b.assign(4, uid=1)  # "x", first seen after a
+    b.learn((BOS_UID, 0), NEW_UID, NEW_ID, born=1)
+    after_a = b.entry((0,))
+    assert after_a is not None
+    ids, counts, distinct = b.followers(after_a)
+    assert dict(zip(ids, counts, strict=True)) == {NEW_ID: 0.5, 4: 0.5}  # nothing shown yet
+    assert (distinct, after_a.total) == (2, 1)
+    b.learn((1, 0), 1, 4)  # x after a again: a token born there came back
+    assert (b.reborn, b.unborn) == (1, 0)
+    assert (after_a.uids, after_a.counts, after_a.born) == ([1], [2], {})  # x's own from now on
+    b.assign(5, uid=2)  # "y", first seen after a
+    b.learn((4, 0), NEW_UID, NEW_ID, born=2)
+    ids, counts, _ = b.followers(after_a)
+    assert dict(zip(ids, counts, strict=True)) == pytest.approx({4: 2, NEW_ID: 1 / 3, 5: 2 / 3})
+    # A stream of ids: what follows a context is new every time, and NEW keeps its count.
+    ids_after = Baseline(orders=(1,), size=64, max_contexts=100)
+    ids_after.assign(3, uid=0)
+    for uid in range(1, 40):
+        ids_after.assign(3 + uid, uid=uid)
+        ids_after.learn((0,), NEW_UID, NEW_ID, born=uid)
+    assert (ids_after.reborn, ids_after.unborn) == (0, 38)
+    entry = ids_after.entry((0,))
+    assert entry is not None
+    ids, counts, _ = ids_after.followers(entry)
+    assert counts[ids.index(NEW_ID)] == pytest.approx(39 * 39 / 40)
+
+
 @contextlib.contextmanager
 def first_step(step: int) -> Iterator[None]:
     """The vocabulary's first limit, small enough for a small test to grow past it."""

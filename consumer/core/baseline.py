@@ -15,7 +15,11 @@ A token's first sighting is counted as NEW where it came (a context that leads t
 ids or block numbers do, learns to expect one), and it is the token's own from its second
 sighting on: then each context of its first sighting gives that count from NEW to the token, as
 a plain PPM would have counted it from the start (`births`). A token never seen again (an id)
-stays a NEW count for good.
+stays a NEW count for good. Until then the count is both: when the context comes back, is it
+followed by the token born there, or by yet another new one? The stream answers (`reborn`,
+`unborn`: what followed such contexts so far), and a context's NEW count is read as that share
+for its tokens born there, the rest for NEW (`Baseline.followers`). A package's lifecycle step
+first seen once is expected there the next time; on a stream of ids, NEW stays NEW.
 
 Contexts and followers are keyed by token *uids* (the serial of the message that gave the token
 its id, `Vocabulary.assigned_at`), so a recycled id never inherits the counts of the token that
@@ -39,6 +43,7 @@ follow a drifting stream.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -64,7 +69,7 @@ class Followers:
     """The tokens seen after one context: parallel lists, so that a row of counts is written in
     one array operation."""
 
-    __slots__ = ("checked", "counts", "ids", "position", "total", "uids")
+    __slots__ = ("born", "checked", "counts", "ids", "position", "total", "uids")
 
     def __init__(self, checked: int) -> None:
         self.total = 0
@@ -73,6 +78,7 @@ class Followers:
         self.ids: list[int] = []
         self.counts: list[int] = []
         self.checked = checked  # the baseline's recycle count when the lists were last checked
+        self.born: dict[int, None] = {}  # uids whose first sighting here is in the NEW count
 
     def add(self, uid: int, token_id: int) -> None:
         at = self.position.get(uid)
@@ -104,6 +110,7 @@ class Followers:
 
     def drop(self, ids_by_uid: dict[int, int]) -> None:
         """Forget the followers whose token left the vocabulary (its id was recycled)."""
+        self.born = {uid: None for uid in self.born if uid in ids_by_uid}
         self._keep([n if uid in ids_by_uid else 0 for uid, n in zip(self.uids, self.counts, strict=True)])
 
     def _keep(self, counts: list[int]) -> None:
@@ -130,6 +137,10 @@ class Baseline:
         # uid -> the contexts (uids; () is order 0) that counted its first sighting as NEW, until
         # its second sighting: at most one entry per token in the vocabulary
         self.births: dict[int, list[tuple[int, ...]]] = {}
+        # What followed a context with tokens born there, at its longest such order: one of
+        # them (reborn) or a new token (unborn). Their ratio shares out the context's NEW count.
+        self.reborn = 0
+        self.unborn = 0
 
     def assign(self, token_id: int, uid: int, old_uid: int | None = None) -> None:
         """The vocabulary gave `token_id` to a new token (taking it from `old_uid`'s)."""
@@ -148,6 +159,7 @@ class Baseline:
     ) -> None:
         """Count the target after each counted suffix of `context` (uids, newest last). `born`:
         the uid of the new token the target NEW stands for (its first sighting)."""
+        self._witness(context, target_uid, born is not None)
         if born is not None:
             self.births[born] = [(), *(context[-o:] for o in self.orders if o <= len(context))]
         elif target_uid in self.births:
@@ -173,6 +185,8 @@ class Baseline:
             else:
                 contexts.move_to_end(key)
             entry.add(target_uid, target_id)
+            if born is not None:
+                entry.born[born] = None
 
     def _second_sighting(self, uid: int, token_id: int) -> None:
         """The token is seen again: where its first sighting was counted as NEW, it is its own
@@ -186,9 +200,42 @@ class Baseline:
                     self.unigram[token_id] += 1
                 continue
             entry = self.tables[len(key) > self.short].get(key)
-            at = None if entry is None else entry.position.get(NEW_UID)
-            if entry is not None and at is not None:
+            if entry is None:
+                continue
+            entry.born.pop(uid, None)
+            at = entry.position.get(NEW_UID)
+            if at is not None:
                 entry.give(at, uid, token_id)
+
+    def _witness(self, context: tuple[int, ...], uid: int, new: bool) -> None:
+        """Count what follows the longest context of `context` with a token born there."""
+        for order in reversed(self.orders):
+            if order > len(context):
+                continue
+            entry = self.tables[order > self.short].get(context[-order:])
+            if entry is not None and entry.born:
+                if uid in entry.born:
+                    self.reborn += 1
+                elif new:
+                    self.unborn += 1
+                return
+
+    def followers(self, entry: Followers) -> tuple[list[int], Sequence[float], int]:
+        """The context's followers as the blends read them (ids, counts, distinct): the NEW
+        count shared between NEW and the tokens born there that are still in the vocabulary,
+        by the share the stream has shown (`reborn` against `unborn`, from one each)."""
+        at = entry.position.get(NEW_UID)
+        if not entry.born or at is None:
+            return entry.ids, entry.counts, len(entry.ids)
+        live = [self.ids_by_uid[uid] for uid in entry.born if uid in self.ids_by_uid]
+        if not live:
+            return entry.ids, entry.counts, len(entry.ids)
+        new = entry.counts[at]
+        share = (self.reborn + 1) / (self.reborn + self.unborn + 2)
+        counts: list[float] = list(entry.counts)
+        counts[at] = new * (1.0 - share)
+        each = new * share / len(live)
+        return entry.ids + live, counts + [each] * len(live), len(entry.ids) + len(live)
 
     def entry(self, context: tuple[int, ...]) -> Followers | None:
         """The followers of `context` that are in the vocabulary, or None."""
@@ -225,7 +272,9 @@ class Baseline:
         arrays["birth_lengths"] = np.fromiter((len(key) for _, key in births), np.int32, len(births))
         total = sum(len(key) for _, key in births)
         arrays["birth_contexts"] = np.fromiter((u for _, key in births for u in key), np.int64, total)
-        return {"contexts": len(keys), "recycled": self.recycled, "births": len(births)}, arrays
+        header = {"contexts": len(keys), "recycled": self.recycled, "births": len(births)}
+        header.update(reborn=self.reborn, unborn=self.unborn)
+        return header, arrays
 
     @classmethod
     def load(
@@ -298,4 +347,12 @@ class Baseline:
             raise section.error("births must be of tokens in the vocabulary, in contexts of uids")
         flat = iter(contexts.tolist())
         for uid, length in zip(uids.tolist(), lengths.tolist(), strict=True):
-            self.births.setdefault(uid, []).append(tuple(next(flat) for _ in range(length)))
+            key = tuple(next(flat) for _ in range(length))
+            self.births.setdefault(uid, []).append(key)
+            entry = self.tables[length > self.short].get(key) if length else None
+            if entry is not None:
+                entry.born[uid] = None
+        # Before they were kept (version 4 as first written), both start again from nothing.
+        if "reborn" in section.fields:
+            self.reborn = section.integer("reborn")
+            self.unborn = section.integer("unborn")

@@ -44,7 +44,7 @@ class CountRows:
         self._stats: list[int] = [0] * (count * 2 * rows * 2)  # per row: its count, distinct
         self._ends: list[int] = [FIRST_ID] * (count * 2)
         self._at: list[int] = []  # flat positions in `counts` of the followers gathered
-        self._values: list[int] = []
+        self._values: list[float] = []
         self._repeats: list[int] = []  # messages whose view before is the last one's after
 
     def gather(self, i: int, side: int, baseline: Baseline, context: tuple[int, ...], end: int) -> None:
@@ -64,9 +64,10 @@ class CountRows:
             if entry is None or not entry.total:
                 break
             start = base + row * size
-            at.extend([start + token_id for token_id in entry.ids])
-            values.extend(entry.counts)
-            stats[first + 2 * row], stats[first + 2 * row + 1] = entry.total, len(entry.ids)
+            ids, counts, distinct = baseline.followers(entry)
+            at.extend([start + token_id for token_id in ids])
+            values.extend(counts)
+            stats[first + 2 * row], stats[first + 2 * row + 1] = entry.total, distinct
         self._ends[view] = end
 
     def repeat(self, i: int, end: int) -> None:

@@ -148,8 +148,7 @@ def probability(baseline: Baseline, context: tuple[int, ...], uid: int, token_id
     if n:
         p = (float(baseline.unigram[token_id]) + d * p) / (n + d)
     for entry in _matched(baseline, context):
-        at = entry.position.get(uid)
-        count = entry.counts[at] if at is not None else 0
-        distinct = len(entry.ids)
+        ids, counts, distinct = baseline.followers(entry)
+        count = counts[ids.index(token_id)] if token_id in ids else 0
         p = (count + distinct * p) / (entry.total + distinct)
     return p
