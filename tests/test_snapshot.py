@@ -376,6 +376,11 @@ def test_a_pending_outlier_and_the_readings_continue_bit_identically() -> None:
     assert snapshot_bytes(restored) == snapshot_bytes(original)
 
 
+def inputs_of_orders(*orders: int) -> list[int]:
+    """The mixer's inputs (0: the LSTM) that read the count model's `orders`."""
+    return [1 + SMALL.mixed_rows.index(SMALL.count_orders.index(order) + 1) for order in orders]
+
+
 def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall_vector(valid: bytes) -> None:
     def as_version_2(header: dict[str, Any]) -> None:
         header.update(version=2)
@@ -388,9 +393,8 @@ def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall
         if ".outlier_" not in k and ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen")
     }
     kept = {k: v for k, v in old.items() if k != "model.mixer.overall"}
-    new_input = 1 + SMALL.mixed_rows.index(SMALL.count_orders.index(3) + 1)  # not in version 2's mixer
     for name in ("model.mixer.weights", "model.mixer.shared"):
-        kept[name] = np.delete(kept[name], new_input, axis=-1)
+        kept[name] = np.delete(kept[name], inputs_of_orders(1, 3), axis=-1)  # not in version 2's mixer
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **kept)
     learner = restore(buffer.getvalue(), SMALL)
@@ -415,10 +419,10 @@ def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -
         for k, v in entries(with_header(data, as_version_3)).items()
         if ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen")
     }
-    # Version 3's mixer had no input for the count model's order 3.
-    new_input = 1 + SMALL.mixed_rows.index(SMALL.count_orders.index(3) + 1)
+    # Version 3's mixer had no input for the count model's orders 1 and 3.
+    new_inputs = inputs_of_orders(1, 3)
     for name in ("model.mixer.weights", "model.mixer.shared", "model.mixer.overall"):
-        old[name] = np.delete(old[name], new_input, axis=-1)
+        old[name] = np.delete(old[name], new_inputs, axis=-1)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **old)
     once = int(learner.vocab.assigned_at[learner.vocab.tokens.index("once")])
@@ -427,9 +431,30 @@ def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -
     assert restored.baseline.births == {}
     mixer = restored.program.get_state()[-5:]  # weights, shared, updates, shared_updates, overall
     for array, name in zip((mixer[0], mixer[1], mixer[4]), ("weights", "shared", "overall"), strict=True):
-        assert not np.asarray(array)[..., new_input].any()
-        kept = np.delete(np.asarray(array), new_input, axis=-1)
+        assert not np.asarray(array)[..., new_inputs].any()
+        kept = np.delete(np.asarray(array), new_inputs, axis=-1)
         assert np.array_equal(kept, old[f"model.mixer.{name}"])
+
+
+def test_a_version_4_snapshot_restores_with_the_mixer_as_it_was() -> None:
+    """Version 4's mixer had no input for the count model's order 1: it starts at 0, and every
+    other weight is kept, so the mixture is the one version 4 made."""
+    learner = Learner(SMALL)
+    records = stream(40, ["a", "b"], "abcab")
+    feed(learner, records)
+    data = snapshot_bytes(learner)
+    new_input = inputs_of_orders(1)
+    old = entries(with_header(data, lambda header: header.update(version=4)))
+    for name in ("model.mixer.weights", "model.mixer.shared", "model.mixer.overall"):
+        old[name] = np.delete(old[name], new_input, axis=-1)
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **old)
+    restored = restore(buffer.getvalue(), SMALL)
+    mixer = restored.program.get_state()[-5:]
+    for array, name in zip((mixer[0], mixer[1], mixer[4]), ("weights", "shared", "overall"), strict=True):
+        assert not np.asarray(array)[..., new_input].any()
+        assert np.array_equal(np.delete(np.asarray(array), new_input, axis=-1), old[f"model.mixer.{name}"])
+    assert len(feed(restored, records[:10])) == 10  # and it learns on
 
 
 def test_a_growing_vocabulary_continues_bit_identically() -> None:

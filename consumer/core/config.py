@@ -23,8 +23,9 @@ from lstm_stream.settings import ConfigError, at_least, option
 __all__ = ["MODES", "LearnerConfig"]
 
 MODES = ("strict", "relaxed")
-MIXED_ORDERS = (0, 2, 3, 4, 8, 12, 16, 24, 32)  # the count orders the mixer reads, where counted
-MIXED_ORDERS_BEFORE_4 = (0, 2, 4, 8, 12, 16, 24, 32)  # those of snapshots before version 4
+MIXED_ORDERS = (0, 1, 2, 3, 4, 8, 12, 16, 24, 32)  # the count orders the mixer reads, where counted
+# Those of older snapshots: versions 2 and 3, and version 4 (the mixer had no order 1 then)
+MIXED_ORDERS_BEFORE = {3: (0, 2, 4, 8, 12, 16, 24, 32), 4: (0, 2, 3, 4, 8, 12, 16, 24, 32)}
 MODEL = "model"
 
 
@@ -129,7 +130,8 @@ class LearnerConfig:
     def mixed_rows(self) -> tuple[int, ...]:
         """The count rows (0: order 0, r: count_orders[r - 1]) the mixer reads, the last the
         longest: fewer inputs learn faster, and each row already blends the orders below it.
-        Order 3 is one: sources of order 3 are learned as well as a PPM of that order does."""
+        Orders 1 and 3 are two: a first-order source (a clickstream's Markov chain) and one of
+        order 3 are learned as well as counting exactly that order does."""
         return self.mixed_rows_of(MIXED_ORDERS)
 
     def mixed_rows_of(self, mixed_orders: tuple[int, ...]) -> tuple[int, ...]:

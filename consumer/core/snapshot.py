@@ -45,7 +45,7 @@ import numpy as np
 
 from consumer.core.baseline import Baseline
 from consumer.core.compiled import mixer_size, state_shapes
-from consumer.core.config import MIXED_ORDERS_BEFORE_4, LearnerConfig
+from consumer.core.config import MIXED_ORDERS_BEFORE, LearnerConfig
 from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
 from consumer.core.mixer import MixerState, initial_mixer
@@ -61,9 +61,9 @@ __all__ = ["FORMAT", "VERSION", "SnapshotError", "restore", "snapshot_bytes", "v
 FORMAT = "lstm-stream-snapshot"
 # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers; 4: the
 # count model's births (`consumer.core.baseline`), the vocabulary's sightings (it grows), the
-# mixer reads order 3 too (`_mixer_before_4`)
-VERSION = 4
-READABLE = (2, 3, 4)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
+# mixer reads order 3 too; 5: the mixer reads order 1 too (`_older_mixer`)
+VERSION = 5
+READABLE = (2, 3, 4, 5)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
 OVERALL = "model.mixer.overall"
 MIXER_INPUTS = {f"model.mixer.{name}" for name in ("weights", "shared", "overall")}  # (..., inputs)
 
@@ -142,8 +142,8 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     size = config.vocab_size
     version = header["version"]
     variables = [
-        _mixer_before_4(archive, name, shape, config, version)
-        if version < 4 and name in MIXER_INPUTS
+        _older_mixer(archive, name, shape, config, version)
+        if version < VERSION and name in MIXER_INPUTS
         else archive.array(name, np.float32, shape)
         for name, shape in variable_specs(config)
     ]
@@ -193,12 +193,14 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     }
 
 
-def _mixer_before_4(
+def _older_mixer(
     archive: Archive, name: str, shape: tuple[int, ...], config: LearnerConfig, version: int
 ) -> np.ndarray:
-    """Before version 4 the mixer read fewer count rows (order 3 was not one): the inputs it
-    had keep their weights, a new one starts at 0, so the mixture is what it was."""
-    kept = [0, *(1 + config.mixed_rows.index(row) for row in config.mixed_rows_of(MIXED_ORDERS_BEFORE_4))]
+    """Older versions' mixer read fewer count rows (order 3 from version 4 on, order 1 from
+    version 5): the inputs it had keep their weights, a new one starts at 0, so the mixture is
+    what it was."""
+    orders = MIXED_ORDERS_BEFORE[max(3, min(version, 4))]
+    kept = [0, *(1 + config.mixed_rows.index(row) for row in config.mixed_rows_of(orders))]
     if name == OVERALL and version < 3:
         old = _overall_of_version_2(config)[kept]  # version 2 had none: a new learner's
     else:
