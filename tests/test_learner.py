@@ -4,6 +4,7 @@ kinds of stream it must learn (at CI size, with the targets of README's learner 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -319,6 +321,87 @@ def test_a_tokens_first_sighting_is_new_until_it_is_seen_again() -> None:
     assert follow_x.uids == [NEW_UID]  # y was never seen again: a context of new tokens
     b.assign(4, uid=9, old_uid=1)  # y's id recycled: nothing of y is kept waiting
     assert b.births == {}
+
+
+def test_the_published_distribution_keeps_a_hundredth_of_the_baselines() -> None:
+    """What a user reads (the top classes and their probabilities) is the mixture, its NEW
+    probability set by `Novelty` and the known tokens scaled to the rest, with the baseline's
+    hundredth blended in: a class the baseline expects is never ruled out."""
+    from consumer.core.learner import BASELINE_SHARE, publish
+    from consumer.core.novelty import Novelty
+    from consumer.core.vocab import NEW_ID
+
+    learner = Learner(LearnerConfig(window=8, units=8, embedding_dim=4, loss_steps=2), top_k=3)
+    seen: dict[str, np.ndarray] = {}
+    run, finish = learner._run, learner._finish_all
+
+    def recording_run(batch: Any) -> Any:
+        lstm, mixture, losses = run(batch)
+        seen["mixture"] = mixture.copy()
+        return lstm, mixture, losses
+
+    def recording_finish(messages: Any, lstm: Any, published: Any, baseline: Any, losses: Any) -> Any:
+        seen["published"], seen["baseline"] = published.copy(), baseline.copy()
+        return finish(messages, lstm, published, baseline, losses)
+
+    learner._run = recording_run  # type: ignore[method-assign]
+    learner._finish_all = recording_finish  # type: ignore[method-assign,assignment]
+    records = [("k", "abcabd"[i % 6]) for i in range(300)] + [("k", "x"), ("k", "a")]
+    out: list[Prediction] = []
+    for start in range(0, len(records), 50):
+        out = learner.learn_predict_many(records[start : start + 50])
+    published, baseline, mixture = seen["published"], seen["baseline"], seen["mixture"]
+    new = (published[:, NEW_ID] - BASELINE_SHARE * baseline[:, NEW_ID]) / (1 - BASELINE_SHARE)
+    assert np.allclose(published, publish(Novelty.calibrate(mixture, new), baseline), atol=1e-6)
+    assert not np.allclose(published, mixture, atol=1e-3)  # the baseline's part is there
+    assert (published >= BASELINE_SHARE * baseline * 0.999).all()
+    assert np.allclose(published.sum(axis=1), 1.0, atol=1e-4)
+    ids = {token: learner.vocab.tokens.index(token) for token in "abcdx"}
+    for row, prediction in zip(published, out, strict=True):
+        for token, p in prediction.top:
+            column = NEW_ID if token is None else ids[token]
+            assert p == pytest.approx(float(row[column]), rel=1e-5)
+
+
+def test_the_published_new_probability_follows_what_the_published_guesses_met() -> None:
+    """Packages that wait while others bring new steps meet NEW at publish more often than the
+    mixer (which learns just before each message) expects, and the baseline's escape, made at
+    publish, forecasts it better: the weights go to it. On a source whose eight symbols all
+    came at the start, the mixture's NEW forecast is the better one, and they stay with it."""
+    from consumer.core import novelty
+
+    config = LearnerConfig(window=8, units=8, embedding_dim=4, loss_steps=2)
+    for records, better in (
+        (streams.lifecycles(3000, seed=7), "baseline"),
+        (streams.order_k(3000, k=3, symbols=8, seed=7).records, "mixture"),
+    ):
+        learner = Learner(config)
+        forecasts: list[tuple[float, float, bool]] = []
+
+        def recording(
+            mixture: float,
+            baseline: float,
+            new: bool,
+            learn: Any = learner.novelty.learn,
+            out: Any = forecasts,
+        ) -> None:
+            out.append((mixture, baseline, new))
+            learn(mixture, baseline, new)
+
+        learner.novelty.learn = recording  # type: ignore[method-assign]
+        feed_all(learner, records)
+        losses = {"mixture": 0.0, "baseline": 0.0}
+        for mixture, baseline, new in forecasts:
+            for name, q in (("mixture", mixture), ("baseline", baseline)):
+                losses[name] -= math.log(max(q if new else 1 - q, novelty.FLOOR))
+        assert min(losses, key=losses.__getitem__) == better
+        weight = learner.novelty.weight
+        assert weight < 0.3 if better == "baseline" else weight > 0.9
+
+
+def feed_all(learner: Learner, records: list[tuple[str | None, str]], chunk: int = 64) -> None:
+    for start in range(0, len(records), chunk):
+        learner.learn_predict_many(records[start : start + chunk])
 
 
 def test_a_context_expects_the_token_first_seen_there_as_far_as_the_stream_has_shown_it() -> None:

@@ -333,6 +333,7 @@ def test_bad_header_values_are_refused(valid: bytes) -> None:
         with_header(valid, lambda h: h["replay"].update(rng={"bit_generator": "MT19937"}))
     )
     assert "messages" in refused(with_header(valid, lambda h: h.update(messages=-1)))
+    assert "novelty_weight" in refused(with_header(valid, lambda h: h.update(novelty_weight=1.5)))
     assert "hits" in refused(with_header(valid, lambda h: h["score_lstm"].update(hits=10**6)))
 
 
@@ -385,12 +386,15 @@ def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall
     def as_version_2(header: dict[str, Any]) -> None:
         header.update(version=2)
         header.pop("outlier_readings")
+        header.pop("novelty_weight")
         header["vocab"].pop("grown")
 
     old = {
         k: v
         for k, v in entries(with_header(valid, as_version_2)).items()
-        if ".outlier_" not in k and ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen")
+        if ".outlier_" not in k
+        and ".birth_" not in k
+        and k not in ("vocab.sightings", "vocab.last_seen", "keys.new_mix")
     }
     kept = {k: v for k, v in old.items() if k != "model.mixer.overall"}
     for name in ("model.mixer.weights", "model.mixer.shared"):
@@ -411,13 +415,14 @@ def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -
 
     def as_version_3(header: dict[str, Any]) -> None:
         header.update(version=3)
+        header.pop("novelty_weight")
         header["baseline"].pop("births")
         header["vocab"].pop("grown")
 
     old = {
         k: v
         for k, v in entries(with_header(data, as_version_3)).items()
-        if ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen")
+        if ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen", "keys.new_mix")
     }
     # Version 3's mixer had no input for the count model's orders 1 and 3.
     new_inputs = inputs_of_orders(1, 3)
@@ -444,7 +449,12 @@ def test_a_version_4_snapshot_restores_with_the_mixer_as_it_was() -> None:
     feed(learner, records)
     data = snapshot_bytes(learner)
     new_input = inputs_of_orders(1)
-    old = entries(with_header(data, lambda header: header.update(version=4)))
+
+    def as_version_4(header: dict[str, Any]) -> None:
+        header.update(version=4)
+        header.pop("novelty_weight")
+
+    old = {k: v for k, v in entries(with_header(data, as_version_4)).items() if k != "keys.new_mix"}
     for name in ("model.mixer.weights", "model.mixer.shared", "model.mixer.overall"):
         old[name] = np.delete(old[name], new_input, axis=-1)
     buffer = io.BytesIO()

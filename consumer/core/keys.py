@@ -47,6 +47,7 @@ class KeyState:
     uids: list[int] = field(default_factory=list)
     checked: int = -1
     outlier: Pending | None = None  # an entry of the history is an outlier still being read
+    new_mix: float = 0.0  # the mixture's NEW probability in the pending guess (`consumer.core.novelty`)
 
 
 class KeyTable:
@@ -104,6 +105,7 @@ class KeyTable:
             ),
             "guesses": guesses,
             "log_probs": log_probs,
+            "new_mix": np.fromiter((s.new_mix for s in states), np.float64, count),
             # A pending outlier (`consumer.core.repair`): its message's serial (-1: none), g, scores
             "outlier_serials": np.array([-1 if o is None else o.serial for o in pending], np.int64),
             "outlier_guesses": np.array(
@@ -117,11 +119,19 @@ class KeyTable:
 
     @classmethod
     def load(
-        cls, section: Section, max_keys: int, keep: int, end: int, messages: int, outliers: bool = True
+        cls,
+        section: Section,
+        max_keys: int,
+        keep: int,
+        end: int,
+        messages: int,
+        outliers: bool = True,
+        novelty: bool = True,
     ) -> KeyTable:
         """Checked: histories as `touch`/`append` build them (an outlier's reading may have
         removed entries), ids and serials in range. `outliers`: the snapshot has their arrays
-        (version 3 on)."""
+        (version 3 on); `novelty`: the mixture's NEW probabilities (version 5 on; before, the
+        published one stands for it)."""
         keys = section.sequence("keys", 10**9)
         if not all(k is None or isinstance(k, str) for k in keys) or len(set(keys)) != len(keys):
             raise section.error("keys must be distinct strings and nulls")
@@ -150,6 +160,12 @@ class KeyTable:
         if not np.isfinite(log_probs).all() or (log_probs.size and log_probs.max() > 0):
             raise section.error("log-probabilities must be finite and <= 0")
         pending = _load_outliers(section, count, end, messages) if outliers else [None] * count
+        if novelty:
+            new_mix = section.array("new_mix", np.float64, (count,))
+            if not ((new_mix >= 0) & (new_mix <= 1)).all():
+                raise section.error("the mixture's NEW probabilities must be within [0, 1]")
+        else:
+            new_mix = np.exp(log_probs[:, 0, 0].astype(np.float64)) if end > NEW_ID else np.zeros(count)
         table = cls(max_keys, keep)
         table.evicted = section.integer("evicted")
         id_list, serial_list = ids.tolist(), serials.tolist()
@@ -165,6 +181,7 @@ class KeyTable:
                 tuple(guesses[i].tolist()),
                 log_probs[i],
                 outlier=outlier,
+                new_mix=float(new_mix[i]),
             )
         table.trim(max_keys)
         return table

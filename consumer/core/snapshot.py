@@ -50,6 +50,7 @@ from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
 from consumer.core.mixer import MixerState, initial_mixer
 from consumer.core.network import Params
+from consumer.core.novelty import Novelty
 from consumer.core.repair import READINGS, Readings
 from consumer.core.replay import Replay
 from consumer.core.scoring import PREDICTORS, Score
@@ -61,7 +62,8 @@ __all__ = ["FORMAT", "VERSION", "SnapshotError", "restore", "snapshot_bytes", "v
 FORMAT = "lstm-stream-snapshot"
 # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers; 4: the
 # count model's births (`consumer.core.baseline`), the vocabulary's sightings (it grows), the
-# mixer reads order 3 too; 5: the mixer reads order 1 too (`_older_mixer`)
+# mixer reads order 3 too; 5: the mixer reads order 1 too (`_older_mixer`), the published NEW
+# probability's weights (`consumer.core.novelty`) and each key's mixture NEW probability
 VERSION = 5
 READABLE = (2, 3, 4, 5)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
 OVERALL = "model.mixer.overall"
@@ -90,6 +92,7 @@ def snapshot_bytes(learner: Learner) -> bytes:
         "model_step": learner.model_step,
         "messages": learner.messages,
         "outlier_readings": learner.readings.wins,
+        "novelty_weight": learner.novelty.weight,
     }
     state = learner.program.get_state()
     arrays = {
@@ -153,7 +156,13 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     end = vocab.end
     keep = config.history
     outliers = version >= 3
-    keys = KeyTable.load(Section(archive, header, "keys"), config.max_keys, keep, end, messages, outliers)
+    novelty = version >= 5
+    keys = KeyTable.load(
+        Section(archive, header, "keys"), config.max_keys, keep, end, messages, outliers, novelty
+    )
+    weight = header.get("novelty_weight") if novelty else 0.5
+    if type(weight) is not float or not 0.0 < weight < 1.0:
+        raise SnapshotError("corrupt snapshot: novelty_weight must be a float within (0, 1)")
     wins = header.get("outlier_readings", [0] * len(READINGS)) if outliers else [0] * len(READINGS)
     if not (
         isinstance(wins, list) and len(wins) == len(READINGS) and all(type(w) is int and w >= 0 for w in wins)
@@ -190,6 +199,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         "messages": messages,
         "model_step": model_step,
         "readings": Readings(tuple(wins)),
+        "novelty": Novelty(weight),
     }
 
 
