@@ -50,6 +50,7 @@ __all__ = [
 
 PREFIX = "LSTM_CONSUMER_"
 EVALUATE, TOPICS, PROCESSING, INPUT, OPERATIONS = "evaluate", "topics", "processing", "input", "operations"
+EXPORT = "export"
 PREDICTIONS = "predictions"
 GUARANTEES = ("exactly_once", "at_least_once")
 AUTO_OFFSET_RESETS = ("earliest", "latest")
@@ -296,8 +297,8 @@ class RunSettings(StateSettings):
 class ExportSettings(StateSettings):
     """What `lstm-consumer export` writes."""
 
-    partition: int = option(0, "input partition whose learner to export", check=at_least(0), group=EVALUATE)
-    out: str = option("model.keras", "path of the Keras model file", group=EVALUATE)
+    partition: int = option(0, "input partition whose learner to export", check=at_least(0), group=EXPORT)
+    out: str = option("model.keras", "path of the Keras model file", group=EXPORT)
     timeout_s: float = option(
-        60.0, "give up reading the state topic after this long", check=_positive, group=EVALUATE
+        60.0, "give up reading the state topic after this long", check=_positive, group=EXPORT
     )

@@ -175,9 +175,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str) -> No
         meta = field.metadata
         name = meta.get("group", "options")
         group = groups.get(name) or groups.setdefault(name, parser.add_argument_group(name))
-        default = field.default
-        shown = repr(default) if isinstance(default, Secret) else default
-        extra = f" (one of: {', '.join(meta['choices'])})" if meta.get("choices") else ""
+        choices = meta.get("choices") or ()
+        extra = ""
+        if choices:
+            named = [c for c in choices if c]
+            extra = f" (one of: {', '.join(named)}{'; or empty' if len(named) < len(choices) else ''})"
+        shown = _shown(field.default)
         help_text = f"{meta.get('help', '')}{extra} [env {env_name(prefix, field.name)}; default: {shown}]"
         kind = _field_type(cls, field)
         if kind is bool:
@@ -189,13 +192,25 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str) -> No
                 help=help_text.replace("%", "%%"),
             )
         else:
+            named = [c for c in choices if c]
             group.add_argument(
                 flag_name(field.name),
                 dest=field.name,
                 default=_UNSET,
-                metavar=field.name.upper(),
+                # The choices are checked with the environment's values (`from_namespace`), so
+                # that a bad one gets the same message either way; the metavar lists them.
+                metavar="{" + ",".join(named) + "}" if named else field.name.upper(),
                 help=help_text.replace("%", "%%"),
             )
+
+
+def _shown(default: Any) -> str:
+    """A default as --help shows it: a secret never, an empty one as none."""
+    if isinstance(default, Secret):
+        return "hidden" if default else "none"
+    if default == "" or default is None:
+        return "none"
+    return str(default)
 
 
 def from_namespace(

@@ -146,3 +146,34 @@ def test_a_missing_ca_file_exits_2_at_once_instead_of_retrying(
             "lstm-consumer: error: --ssl-cafile: cannot read /no/such/ca.pem: No such file or directory"
         )
     )
+
+
+def test_help_shows_choices_and_empty_or_secret_defaults_plainly_and_each_commands_own_heading(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clean(monkeypatch)
+    monkeypatch.setenv("LSTM_CONSUMER_SASL_PLAIN_PASSWORD", "s3cret")  # a value never shown
+    with pytest.raises(SystemExit):
+        consumer_main(["run", "--help"])
+    run_help = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "Secret(" not in run_help
+    assert "s3cret" not in run_help
+    assert "LSTM_CONSUMER_SASL_PLAIN_PASSWORD; default: none]" in run_help
+    assert "LSTM_CONSUMER_INSTANCE_ID; default: none]" in run_help
+    assert "default: ]" not in run_help
+    assert "--mode {strict,relaxed}" in run_help
+    assert "--sasl-mechanism {PLAIN,SCRAM-SHA-256,SCRAM-SHA-512}" in run_help
+    assert "(one of: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; or empty)" in run_help
+    with pytest.raises(SystemExit):
+        consumer_main(["export", "--help"])
+    export_help = capsys.readouterr().out
+    lines = export_help.splitlines()
+    headings = [line[:-1] for line in lines if line.endswith(":") and not line[0].isspace()]
+    assert "evaluate" not in headings
+    own = lines.index("export:")
+    assert lines[own + 1].strip().startswith("--partition")
+    with pytest.raises(SystemExit):
+        producer_main(["pattern", "--help"])
+    producer_help = " ".join(capsys.readouterr().out.split())
+    assert "default: ]" not in producer_help
+    assert "Secret(" not in producer_help
