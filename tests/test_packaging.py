@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,9 @@ def test_the_wheel_make_dist_builds_installs_in_a_fresh_venv(tmp_path: Path) -> 
     )
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("lstm_stream-*-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (licence,) = [name for name in archive.namelist() if name.endswith(".dist-info/licenses/LICENSE")]
+        assert "Apache License" in archive.read(licence).decode()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python, pins = venv / "bin" / "python", ["-c", str(REPO / "constraints.txt")]
 
