@@ -39,6 +39,11 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
         config.model_fields() | {"mode": config.mode},
         __version__,
         partitions=lambda: service.partitions() if service is not None else {},
+        deployment={
+            "group": settings.group_id,
+            "input_topic": settings.input_topic,
+            "output_topic": settings.output_topic,
+        },
     )
     stats = Stats(settings.status_interval_s, metrics)
     failed: list[str] = []

@@ -61,8 +61,14 @@ class Metrics:
     """The consumer's metrics: the service reports its events, `render` serves them with the partitions'."""
 
     def __init__(
-        self, model: Mapping[str, Any], version: str, partitions: Callable[[], Mapping[int, Any]]
+        self,
+        model: Mapping[str, Any],
+        version: str,
+        partitions: Callable[[], Mapping[int, Any]],
+        deployment: Mapping[str, str] | None = None,
     ) -> None:
+        """`deployment`: what tells this deployment from others in one Prometheus (its consumer
+        group and topics), labels of `lstm_stream_consumer_info` beside the version and model."""
         self.registry = r = CollectorRegistry(auto_describe=True)
         self.dead_letters = Counter(
             f"{PREFIX}dead_letters", "Records sent to the dead-letter topic", ("reason",), registry=r
@@ -114,7 +120,7 @@ class Metrics:
             f"{PREFIX}last_message_timestamp_seconds", "When the last record was processed", registry=r
         )
         self.info = Info(f"{PREFIX}consumer", "Version and model settings", registry=r)
-        self.info.info({"version": version, **{k: str(v) for k, v in model.items()}})
+        self.info.info({"version": version, **(deployment or {}), **{k: str(v) for k, v in model.items()}})
         ProcessCollector(registry=r)  # process_resident_memory_bytes & co., Prometheus's standard names
         for reason in REASONS:
             self.dead_letters.labels(reason)

@@ -131,6 +131,18 @@ def test_scrape_counts_agree_with_the_output_topic(running: Running) -> None:
     assert len(losses) == 9  # 3 windows x 3 predictors
 
 
+def test_the_info_metric_tells_deployments_apart(running: Running) -> None:
+    """Two deployments scraped by one Prometheus: their consumer group and topics label the
+    info series, beside the version and the model settings."""
+    (line,) = [x for x in running.scrape().splitlines() if x.startswith("lstm_stream_consumer_info{")]
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+    assert labels["group"].startswith("mon-")
+    assert labels["input_topic"] == f"mon-in-{labels['group'][4:]}"
+    assert labels["output_topic"] == f"mon-out-{labels['group'][4:]}"
+    assert labels["window"] == "64"
+    assert labels["version"]
+
+
 def test_dashboard_queries_only_metrics_the_consumer_exports(running: Running) -> None:
     dashboard = json.loads((REPO / "deploy/grafana/dashboards/lstm-stream.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
