@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "lstm-stream.json"
+ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 INSTANCE_HEADER = "lstm-stream.instance"
 LAST, HITS = 1000, 0.99
 DASHBOARD_QUERIES: set[str] = set()  # every query evaluated, for the summary
@@ -147,6 +148,26 @@ def consumer_targets(port: int, addresses: set[str]) -> str:
     if set(found) != addresses or set(found.values()) != {"up"}:
         return f"targets {found}, replicas at {sorted(addresses)}"
     return ""
+
+
+def alert_rule_problems(groups: list[dict[str, Any]], expected: int) -> str:
+    """ "" when the `lstm-stream` group of Prometheus's /api/v1/rules holds `expected` alerting
+    rules, each evaluated at least once and healthy; else what is wrong."""
+    rules = [r for g in groups if g.get("name") == "lstm-stream" for r in g.get("rules", [])]
+    if len(rules) != expected:
+        return f"{len(rules)} lstm-stream rules loaded, expected {expected}"
+    unhealthy = [
+        f"{r.get('name')}: {r.get('health')} {r.get('lastError', '')}".strip()
+        for r in rules
+        if r.get("type") != "alerting" or r.get("health") != "ok"
+    ]
+    return "; ".join(unhealthy)
+
+
+def alert_rules(port: int) -> str:
+    """The stack's Prometheus loaded deploy/prometheus/alerts.yml and evaluates every rule."""
+    expected = ALERTS.read_text().count("- alert: ")
+    return alert_rule_problems(prometheus_get(port, "/api/v1/rules")["groups"], expected)
 
 
 def panel_queries(panels: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-from compose_checks import DASHBOARD, Predictions, expand, panel_queries
+from compose_checks import ALERTS, DASHBOARD, Predictions, alert_rule_problems, expand, panel_queries
 from compose_stack import StackError
 
 
@@ -57,3 +57,15 @@ def test_hit_ratio_is_over_the_last_thousand_by_input_offset_and_instances_since
     assert predictions.instances() == {"a", "b"}
     assert predictions.instances(since={0: 1000}) == {"b"}
     assert predictions.offsets(0)[:3] == [0, 1, 2]
+
+
+def test_alert_rules_are_checked_loaded_healthy_and_all_there() -> None:
+    expected = ALERTS.read_text().count("- alert: ")
+    ok = [{"name": f"A{i}", "type": "alerting", "health": "ok"} for i in range(expected)]
+    assert alert_rule_problems([{"name": "lstm-stream", "rules": ok}], expected) == ""
+    assert "0 lstm-stream rules loaded" in alert_rule_problems([{"name": "other", "rules": ok}], expected)
+    failing = [*ok[:-1], {"name": "Bad", "type": "alerting", "health": "err", "lastError": "parse error"}]
+    problems = alert_rule_problems([{"name": "lstm-stream", "rules": failing}], expected)
+    assert problems == "Bad: err parse error"
+    waiting = [*ok[:-1], {"name": "New", "type": "alerting", "health": "unknown"}]
+    assert alert_rule_problems([{"name": "lstm-stream", "rules": waiting}], expected) == "New: unknown"

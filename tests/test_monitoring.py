@@ -169,6 +169,21 @@ def test_prometheus_config_of_the_compose_stack_is_valid() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_alert_rules_are_valid_and_pass_their_unit_tests() -> None:
+    """deploy/prometheus/alerts.yml: each alert fires on what it is for, when its `for` allows,
+    and not on the healthy series beside it (alerts.test.yml), as promtool evaluates them."""
+    promtool = _tool("promtool")
+    rules = REPO / "deploy/prometheus"
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]):
+        result = subprocess.run([promtool, *args], cwd=rules, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "SUCCESS" in result.stdout + result.stderr
+    names = re.findall(r"^\s+- alert: (\w+)$", (rules / "alerts.yml").read_text(), re.MULTILINE)
+    tested = set(re.findall(r"alertname: (\w+)", (rules / "alerts.test.yml").read_text()))
+    assert len(names) == 7
+    assert set(names) == tested  # every alert has a test
+
+
 def test_real_prometheus_sees_the_hit_rate_the_output_shows(running: Running, tmp_path: Path) -> None:
     binary = _tool("prometheus")
     port, target = _free_port(), running.consumer.port
