@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -179,19 +180,31 @@ def panel_queries(panels: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
                 yield panel.get("title", "?"), target["expr"]
 
 
+SCOPING = ("job", "instance")  # variables checked at "All" only: each instance holds some partitions
+
+
 def variable_values(port: int, variable: dict[str, Any]) -> list[str]:
-    """The values a `label_values(metric, label)` variable offers: its "All" value, then each one."""
+    """The values a `label_values(metric, label)` variable offers: its "All" value, then each one
+    (the variables it depends on at "All"). Job and instance: "All" only, as every partition
+    is then some instance's."""
     query = variable.get("definition") or variable.get("query", {}).get("query", "")
-    metric, label = (part.strip() for part in query.removeprefix("label_values(").rstrip(")").split(","))
-    series = prometheus_get(port, "/api/v1/series", **{"match[]": metric})
+    metric, label = (part.strip() for part in query.removeprefix("label_values(").rstrip(")").rsplit(",", 1))
+    series = prometheus_get(port, "/api/v1/series", **{"match[]": re.sub(r"\$\w+", ".*", metric)})
     values = sorted({s[label] for s in series if label in s})
-    return ([variable["allValue"]] if variable.get("includeAll") else []) + values
+    if not values:
+        raise StackError(f"dashboard variable ${variable['name']}: {query} has no value")
+    every = [variable["allValue"]] if variable.get("includeAll") else []
+    return every if variable["name"] in SCOPING and every else every + values
 
 
 def dashboard_failures(port: int) -> list[str]:
     """Each panel query, every variable filled in each way, that returns no finite value."""
     dashboard = json.loads(DASHBOARD.read_text())
-    variables = {v["name"]: variable_values(port, v) for v in dashboard.get("templating", {}).get("list", [])}
+    variables = {
+        v["name"]: variable_values(port, v)
+        for v in dashboard.get("templating", {}).get("list", [])
+        if v.get("type") == "query"  # not the data source: no query names it
+    }
     failures = []
     for title, expr in panel_queries(dashboard["panels"]):
         for filled in expand(expr, variables):

@@ -7,6 +7,7 @@ read from prediction rows as the test reads them from the predictions topic.
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -69,3 +70,28 @@ def test_alert_rules_are_checked_loaded_healthy_and_all_there() -> None:
     assert problems == "Bad: err parse error"
     waiting = [*ok[:-1], {"name": "New", "type": "alerting", "health": "unknown"}]
     assert alert_rule_problems([{"name": "lstm-stream", "rules": waiting}], expected) == "New: unknown"
+
+
+def test_the_dashboard_imports_into_any_grafana() -> None:
+    """No data source uid, no job name and no fixed rate window written in: a data source, job
+    and instance variable choose them, and counters are only read through rate or increase."""
+    text = DASHBOARD.read_text()
+    dashboard = json.loads(text)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert {"job", "instance", "partition"} <= set(variables)
+    datasources = [p["datasource"] for p in dashboard["panels"] if "datasource" in p]
+    datasources += [
+        t["datasource"] for p in dashboard["panels"] for t in p.get("targets", []) if "datasource" in t
+    ]
+    assert datasources
+    assert all(d["uid"] == "${datasource}" for d in datasources)
+    assert 'job="' not in text
+    for title, expr in panel_queries(dashboard["panels"]):
+        assert "[1m]" not in expr, title
+        assert "[5m]" not in expr, title
+        for name in re.findall(r"\b(?:lstm_stream|process)_\w+", expr):
+            assert f'{name}{{job=~"$job",instance=~"$instance"' in expr, (title, name)
+        for counter in re.findall(r"\b(lstm_stream_\w+_total)\b", expr):
+            assert re.search(rf"(rate|increase)\({counter}\{{", expr), (title, counter)
