@@ -317,10 +317,20 @@ def _anomaly_line(r: dict[str, Any]) -> str:
 def run(path: str, settings: EvaluateSettings, config: LearnerConfig) -> int:
     """The command: read, replay, report. `ConfigError` for an unreadable file or a bad plot path;
     `OSError` if the plot cannot be written."""
-    if settings.plot and not Path(settings.plot).resolve().parent.is_dir():
-        raise ConfigError(f"--plot: no directory to write {settings.plot} in")
+    for option, target in (("--plot", settings.plot), ("--save", settings.save)):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise ConfigError(f"{option}: no directory to write {target} in")
     records, labels = read_labelled(path)
-    report = evaluate(records, config, settings, labels=labels)
+    learner = None
+    if settings.save:
+        from consumer.core.learner import Learner
+
+        learner = Learner(config, min_batch=settings.chunk)
+    report = evaluate(records, config, settings, labels=labels, learner=learner)
+    if learner is not None:
+        from consumer.core.snapshot import save
+
+        save(learner, settings.save)
     if settings.json:
         print(json.dumps(report.results, allow_nan=False), flush=True)
     if settings.plot:

@@ -84,6 +84,12 @@ class EvaluateSettings:
         group=EVALUATE,
     )
     plot: str = option("", "write a PNG of the rolling hit rates to this path", group=EVALUATE)
+    save: str = option(
+        "",
+        "write the learner, as the replay left it, to this file (a snapshot: load it in Python with "
+        "consumer.core.snapshot.load)",
+        group=EVALUATE,
+    )
     quiet: bool = option(False, "no progress bar and no summary on stderr", group=EVALUATE)
 
 

@@ -7,6 +7,7 @@ before TensorFlow is imported and are quick.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -199,6 +200,26 @@ def test_evaluate_reports_one_json_object_and_plots(tmp_path: Path) -> None:
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert plot.stat().st_size > 1000
     assert "lstm-consumer evaluate: 300 messages" in result.stderr
+
+
+def test_evaluate_saves_the_learner_it_trained_for_python_to_load(tmp_path: Path) -> None:
+    """`evaluate --save`: a learner trained offline, loaded in Python (docs/api.md) with the
+    model settings the file records, holding what the replay taught it."""
+    from consumer.core.snapshot import SnapshotError, load
+
+    source = tmp_path / "tokens.tsv"
+    source.write_text("".join(f"k\t{'abc'[i % 3]}\n" for i in range(300)))
+    saved = tmp_path / "learner.lstm"
+    result = consumer("evaluate", str(source), "--quiet", "--save", str(saved), *SMALL)
+    assert result.returncode == 0, result.stderr
+    learner = load(saved)
+    assert (learner.config.window, learner.config.units, learner.messages) == (8, 8, 300)
+    assert learner.predict("k", k=1)[0][0] == "a"  # "c" came last
+    with pytest.raises(SnapshotError, match="--units is 8 in the snapshot, 16 here"):
+        load(saved, dataclasses.replace(learner.config, units=16))
+    missing = consumer("evaluate", str(source), "--save", str(tmp_path / "nowhere" / "x.lstm"), *SMALL)
+    assert missing.returncode == 2
+    assert "--save: no directory" in missing.stderr
 
 
 def test_processes_share_the_compile_cache_and_the_next_start_compiles_nothing(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import json
 import pickle
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -481,3 +482,35 @@ def test_a_growing_vocabulary_continues_bit_identically() -> None:
         assert_continues_identically(config, records[:12], records[12:])
         feed(learner, records[12:])
         assert learner.vocab.limit == 8
+
+
+def test_save_and_load_a_file_continue_bit_identically(tmp_path: Path) -> None:
+    from consumer.core.snapshot import load, recorded_config, save
+
+    learner = Learner(SMALL)
+    records = stream(80, ["a", "b"], "abcab")
+    feed(learner, records[:50])
+    path = tmp_path / "learner.lstm"
+    save(learner, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["learner.lstm"]  # no partial file left
+    assert recorded_config(path.read_bytes()) == SMALL.model_fields()
+    loaded = load(path)
+    assert loaded.config == SMALL
+    assert loaded.predict("a") == learner.predict("a")
+    assert feed(loaded, records[50:]) == feed(learner, records[50:])
+    path.write_bytes(b"not a snapshot")
+    with pytest.raises(SnapshotError):
+        load(path)
+
+
+def test_predict_reads_the_pending_prediction_and_learns_nothing() -> None:
+    learner = Learner(SMALL, top_k=3)
+    out = feed(learner, stream(60, ["a"], "abc"))
+    before = snapshot_bytes(learner)
+    top = learner.predict("a", k=3)
+    assert [token for token, _ in top] == [token for token, _ in out[-1].top]
+    for (_, p), (_, q) in zip(top, out[-1].top, strict=True):
+        assert p == pytest.approx(q, rel=0.01)  # kept as float16 logs
+    assert learner.predict("a", k=1) == top[:1]
+    assert learner.predict("nobody") == []
+    assert snapshot_bytes(learner) == before

@@ -171,6 +171,22 @@ class Learner:
             out.extend(self._process(records[start : start + BUCKETS[-1]]))
         return out
 
+    def predict(self, key: Key, k: int = 3) -> list[tuple[str | None, float]]:
+        """The key's pending prediction, learning nothing: its `k` most likely next tokens (None
+        for a token not seen yet) with their probabilities, as published after the key's last
+        message. Empty for a key the learner does not hold (never seen, or evicted). A token
+        whose id was given to another token since then is left out: the probability was its."""
+        state = self.keys.states.get(key)
+        if state is None or state.log_probs is None or k < 1:
+            return []
+        row = state.log_probs[0].astype(np.float32)
+        since = state.serials[-1]
+        ids = np.arange(NEW_ID, NEW_ID + len(row))
+        valid = (ids == NEW_ID) | (self.vocab.assigned_at[ids] <= since)
+        order = np.argsort(-np.where(valid, row, -np.inf), kind="stable")[:k]
+        names = [None if i == NEW_ID else self.names[i] for i in ids[order]]
+        return [(name, float(np.exp(row[i]))) for name, i in zip(names, order, strict=True) if valid[i]]
+
     # -- the host pass before the compiled call --------------------------------------------
     def _process(self, records: Sequence[tuple[Key, str]]) -> list[Prediction]:
         cfg = self.config

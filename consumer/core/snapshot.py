@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,7 +59,17 @@ from consumer.core.scoring import PREDICTORS, Score
 from consumer.core.snapshot_read import Archive, Section, SnapshotError, checked_int
 from consumer.core.vocab import FIRST_ID, Vocabulary
 
-__all__ = ["FORMAT", "VERSION", "SnapshotError", "restore", "snapshot_bytes", "variable_specs"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "SnapshotError",
+    "load",
+    "recorded_config",
+    "restore",
+    "save",
+    "snapshot_bytes",
+    "variable_specs",
+]
 
 FORMAT = "lstm-stream-snapshot"
 # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers; 4: the
@@ -249,3 +261,33 @@ def _check_header(header: dict[str, Any], config: LearnerConfig) -> None:
             f"snapshot fingerprint {header.get('fingerprint')!r} != {config.fingerprint()!r} "
             "although the config fields agree (written by another version?)"
         )
+
+
+def save(learner: Learner, path: str | os.PathLike[str]) -> None:
+    """Write `learner`'s snapshot to `path`, whole or not at all (a crash leaves the old file)."""
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(snapshot_bytes(learner))
+    os.replace(partial, target)
+
+
+def load(path: str | os.PathLike[str], config: LearnerConfig | None = None) -> Learner:
+    """A learner continuing exactly where the snapshot file `path` was saved (`save`, `evaluate
+    --save`). `config`: None takes the model settings the snapshot records (the others at their
+    defaults); given, it must agree with them, as for `restore`."""
+    data = Path(path).read_bytes()
+    return restore(data, config if config is not None else LearnerConfig(**recorded_config(data)))
+
+
+def recorded_config(data: bytes) -> dict[str, Any]:
+    """The model settings a snapshot was written with (`LearnerConfig.model_fields`), checked
+    against the settings this build knows."""
+    header = Archive(bytes(data)).header()
+    if header.get("format") != FORMAT:
+        raise SnapshotError(f"not a snapshot: the header does not name the format {FORMAT!r}")
+    fields = header.get("config")
+    known = set(LearnerConfig().model_fields())
+    if not isinstance(fields, dict) or not set(fields) <= known:
+        unknown = sorted(set(fields) - known) if isinstance(fields, dict) else []
+        raise SnapshotError(f"the snapshot's model settings are not this build's: {unknown or fields!r}")
+    return fields
