@@ -9,13 +9,14 @@ it, so `--help` stays fast.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 
 from consumer.core.compile_cache import enable as enable_compile_cache
 from consumer.core.config import LearnerConfig
-from consumer.settings import PREFIX, EvaluateSettings, ExportSettings, RunSettings
+from consumer.settings import PREFIX, EvaluateSettings, ExportSettings, RunSettings, SnapshotSettings
 from consumer.tf_import import import_tensorflow_quietly
 from lstm_stream import __version__
 from lstm_stream.settings import ConfigError, add_arguments, from_namespace, unknown_variables
@@ -52,8 +53,20 @@ EXPORT_HELP = "write a partition's current model from the state topic as a Keras
 EXPORT_EPILOG = """\
 example:
   lstm-consumer export --group-id demo --partition 0 --out model.keras
-The model options must be those the group runs with (a snapshot from another configuration
-is refused)."""
+The model's settings are those the stored learner records: no model option is needed."""
+
+SNAPSHOT_HELP = "back up a partition's learner to a file, import one, or inspect one"
+SNAPSHOT_EPILOG = """\
+examples:
+  lstm-consumer snapshot export backup.lstm --group-id demo --partition 0
+  lstm-consumer snapshot inspect backup.lstm
+  lstm-consumer snapshot import backup.lstm --group-id demo --partition 0
+  lstm-consumer evaluate history.tsv --save trained.lstm --units 64
+  lstm-consumer snapshot import trained.lstm --group-id new --units 64
+export writes FILE and FILE.json (the input offset the learner continues from). import checks
+that FILE restores under the model options given (those the group runs with), refuses while
+the group has members unless --force, and continues from --offset, else FILE.json's offset,
+else the group's committed offset, else the partition's end."""
 
 EVALUATE_HELP = "replay a token file through the learner offline and report its hit rates"
 EVALUATE_EPILOG = """\
@@ -97,7 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help=EXPORT_HELP, description=EXPORT_HELP, epilog=EXPORT_EPILOG, formatter_class=raw
     )
     add_arguments(export, ExportSettings, PREFIX)
-    add_arguments(export, LearnerConfig, PREFIX)
+    snapshot = commands.add_parser(
+        "snapshot", help=SNAPSHOT_HELP, description=SNAPSHOT_HELP, epilog=SNAPSHOT_EPILOG, formatter_class=raw
+    )
+    actions = snapshot.add_subparsers(dest="action", metavar="ACTION", required=True)
+    inspect = actions.add_parser("inspect", help="what a snapshot file holds, as JSON (no broker)")
+    inspect.add_argument("file", metavar="FILE", help="a snapshot file (snapshot export, evaluate --save)")
+    backup = actions.add_parser("export", help="a partition's stored learner to FILE (and FILE.json)")
+    backup.add_argument("file", metavar="FILE", help="where to write the snapshot")
+    add_arguments(backup, SnapshotSettings, PREFIX)
+    load = actions.add_parser("import", help="FILE as a partition's learner on the state topic")
+    load.add_argument("file", metavar="FILE", help="a snapshot file (snapshot export, evaluate --save)")
+    add_arguments(load, SnapshotSettings, PREFIX)
+    add_arguments(load, LearnerConfig, PREFIX)
     return parser
 
 
@@ -144,7 +169,37 @@ def _export(ns: argparse.Namespace) -> int:
     return export(settings, config)
 
 
-COMMANDS = {"evaluate": _evaluate, "run": _run, "export": _export}
+def _snapshot(ns: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="lstm-consumer: %(message)s")
+    if ns.action == "inspect":
+        from consumer.backup import inspect
+        from consumer.core.snapshot_read import SnapshotError
+
+        try:
+            print(json.dumps(inspect(ns.file), indent=1))
+        except SnapshotError as exc:
+            return _fail(f"{ns.file}: {exc}", EXIT_FAILED)
+        return 0
+    from kafka.errors import KafkaError
+
+    from consumer.core.snapshot_read import SnapshotError
+
+    settings = from_namespace(SnapshotSettings, PREFIX, ns)
+    try:
+        if ns.action == "export":
+            from consumer.backup import export_file
+
+            return export_file(settings, ns.file)
+        config = from_namespace(LearnerConfig, PREFIX, ns)
+        _prepare_tensorflow(config, debug=False)
+        from consumer.backup import import_file
+
+        return import_file(settings, config, ns.file)
+    except (KafkaError, SnapshotError) as exc:
+        return _fail(f"snapshot {ns.action}: {exc}", EXIT_FAILED)
+
+
+COMMANDS = {"evaluate": _evaluate, "run": _run, "export": _export, "snapshot": _snapshot}
 
 
 def _fail(message: str, code: int) -> int:
@@ -153,7 +208,8 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    for line in unknown_variables(PREFIX, (RunSettings, LearnerConfig, EvaluateSettings, ExportSettings)):
+    known = (RunSettings, LearnerConfig, EvaluateSettings, ExportSettings, SnapshotSettings)
+    for line in unknown_variables(PREFIX, known):
         print(f"{PROG}: warning: {line}", file=sys.stderr)
     ns = build_parser().parse_args(argv)
     try:

@@ -15,6 +15,7 @@ learner's masked one. ``OUT.vocab.json`` maps ids to tokens. The mixture with th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -26,7 +27,7 @@ from kafka.errors import KafkaError
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
 from consumer.core.network import Params
-from consumer.core.snapshot import restore
+from consumer.core.snapshot import recorded_config, restore
 from consumer.core.snapshot_read import SnapshotError
 from consumer.core.vocab import BOS_ID, NEW_ID, PAD_ID
 from consumer.settings import ExportSettings
@@ -75,7 +76,8 @@ def export(settings: ExportSettings, config: LearnerConfig) -> int:
         )
         return 1
     try:
-        learner = restore(state.snapshot(), config)
+        data = state.snapshot()
+        learner = restore(data, dataclasses.replace(config, **recorded_config(data)))
     except SnapshotError as exc:
         log.error("partition %d: the stored learner is refused: %s", settings.partition, exc)
         return 1

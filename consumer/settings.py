@@ -45,12 +45,13 @@ __all__ = [
     "EvaluateSettings",
     "ExportSettings",
     "RunSettings",
+    "SnapshotSettings",
     "StateSettings",
 ]
 
 PREFIX = "LSTM_CONSUMER_"
 EVALUATE, TOPICS, PROCESSING, INPUT, OPERATIONS = "evaluate", "topics", "processing", "input", "operations"
-EXPORT = "export"
+EXPORT, SNAPSHOT = "export", "snapshot"
 PREDICTIONS = "predictions"
 GUARANTEES = ("exactly_once", "at_least_once")
 AUTO_OFFSET_RESETS = ("earliest", "latest")
@@ -307,4 +308,28 @@ class ExportSettings(StateSettings):
     out: str = option("model.keras", "path of the Keras model file", group=EXPORT)
     timeout_s: float = option(
         60.0, "give up reading the state topic after this long", check=_positive, group=EXPORT
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotSettings(StateSettings):
+    """What `lstm-consumer snapshot export|import` move between a file and the state topic."""
+
+    partition: int = option(
+        0, "input partition whose learner to back up or replace", check=at_least(0), group=SNAPSHOT
+    )
+    offset: int = option(
+        -1,
+        "import: the input offset the learner continues from (-1: the backup's own, else the group's "
+        "committed offset, else the partition's end)",
+        check=at_least(-1),
+        group=SNAPSHOT,
+    )
+    force: bool = option(
+        False,
+        "import: even while the consumer group has members (they read it at their next rebalance)",
+        group=SNAPSHOT,
+    )
+    timeout_s: float = option(
+        60.0, "give up reading or writing the state topic after this long", check=_positive, group=SNAPSHOT
     )

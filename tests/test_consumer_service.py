@@ -251,6 +251,76 @@ def test_export_writes_a_keras_model_that_predicts_like_the_learner(
     assert result.stdout.strip() == last["lstm"]  # the export is the LSTM alone
 
 
+def test_snapshot_export_inspect_and_import_move_a_learner_to_another_group(
+    kafka_bootstrap: str, make_topic: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A backup of a partition's learner, read back as it was; the Keras export and the backup
+    need no model option (the snapshot records them); an import is refused under other model
+    settings and while the group has members, and a consumer of the new group continues the
+    imported learner where the input's end was."""
+    topics = Topics(make_topic, unique_name)
+    tokens = seed_tokens(600)
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in tokens[:540]))
+    units = ["--units", "24"]  # not the default (16)
+    first = ConsumerProcess(kafka_bootstrap, tmp_path / "first.log", *topics.args(*units))
+    try:
+        read_all(kafka_bootstrap, topics.output, 540, timeout_s=180)
+    finally:
+        assert first.stop() == 0, first.log()[-3000:]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "consumer", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+    where = [
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--input-topic",
+        topics.input,
+        "--state-topic",
+        topics.state,
+    ]
+    backup = tmp_path / "backup.lstm"
+    exported = cli("snapshot", "export", str(backup), *where, "--group-id", topics.group)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["offset"] == 540
+    assert json.loads((tmp_path / "backup.lstm.json").read_text())["offset"] == 540
+    inspected = cli("snapshot", "inspect", str(backup))
+    assert inspected.returncode == 0, inspected.stderr
+    figures = json.loads(inspected.stdout)
+    assert (figures["messages"], figures["keys"], figures["config"]["units"]) == (540, 1, 24)
+    keras_file = tmp_path / "model.keras"
+    keras_export = cli("export", *where, "--group-id", topics.group, "--out", str(keras_file))
+    assert keras_export.returncode == 0, keras_export.stderr
+    assert keras_file.stat().st_size > 0
+
+    other = unique_name("group")
+    refused = cli("snapshot", "import", str(backup), *where, "--group-id", other)
+    assert refused.returncode == 1
+    assert "--units is 24 in the snapshot, 16 here" in refused.stderr
+    imported = cli("snapshot", "import", str(backup), *where, "--group-id", other, *units)
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["offset"] == 540  # no offset of this group: the input's end
+    produce(kafka_bootstrap, topics.input, (t.encode() for t in tokens[540:]))
+    second = ConsumerProcess(
+        kafka_bootstrap, tmp_path / "second.log", *topics.args(*units, "--group-id", other)
+    )
+    try:
+        records = read_all(kafka_bootstrap, topics.output, 600, timeout_s=180)
+        busy = cli("snapshot", "import", str(backup), *where, "--group-id", other, *units)
+    finally:
+        assert second.stop() == 0, second.log()[-3000:]
+    assert busy.returncode == 1
+    assert "has 1 member" in busy.stderr
+    assert "learner restored" in second.log()
+    assert "offset=540" in second.log()
+    docs = {json.loads(r.value)["offset"]: json.loads(r.value) for r in records}
+    assert sorted(docs) == list(range(600))  # the first group's 540, then the new group's 60
+    assert docs[540]["previous_hit"] is not None  # the imported learner scores its first message
+    assert docs[540]["model_step"] == docs[539]["model_step"] + 1
+    assert sum(docs[o]["previous_hit"] for o in range(540, 600)) >= 55  # it had learned the seed
+
+
 def test_export_without_a_stored_learner_fails_clearly(
     kafka_bootstrap: str, make_topic: Callable[..., str]
 ) -> None:

@@ -299,6 +299,7 @@ def test_the_reference_lists_every_option() -> None:
         (LearnerConfig, consumer_settings.PREFIX),
         (consumer_settings.EvaluateSettings, consumer_settings.PREFIX),
         (consumer_settings.ExportSettings, consumer_settings.PREFIX),
+        (consumer_settings.SnapshotSettings, consumer_settings.PREFIX),
         (producer_settings.PatternSettings, producer_settings.PREFIX),
         (producer_settings.FileSettings, producer_settings.PREFIX),
     ):
