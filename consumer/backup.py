@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from consumer.core.config import LearnerConfig
-from consumer.core.snapshot import recorded_config, restore
+from consumer.core.snapshot import recorded_config, restore, write_whole
 from consumer.core.snapshot_read import Archive, SnapshotError
 from consumer.settings import SnapshotSettings
 from consumer.state import STATE_MAX_BYTES, encode_state, read_states, state_headers
@@ -74,14 +73,14 @@ def export_file(settings: SnapshotSettings, path: str) -> int:
         )
         return 1
     data = state.snapshot()
-    _write(Path(path), data)
+    write_whole(Path(path), data)
     place = {
         "group": settings.group_id,
         "input_topic": settings.input_topic,
         "partition": settings.partition,
         "offset": state.offset,
     }
-    _write(Path(path + ".json"), (json.dumps(place, indent=1) + "\n").encode())
+    write_whole(Path(path + ".json"), (json.dumps(place, indent=1) + "\n").encode())
     print(json.dumps({**place, "file": path, "bytes": len(data)}))
     return 0
 
@@ -177,9 +176,3 @@ def _offset(settings: SnapshotSettings, admin: KafkaAdminClient, path: str) -> t
     if end is None:
         raise SnapshotError(f"no partition {settings.partition} of {settings.input_topic}")
     return int(end), "the partition's end"
-
-
-def _write(target: Path, data: bytes) -> None:
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, target)

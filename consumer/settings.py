@@ -16,7 +16,7 @@ lstm_stream.settings.ConfigError: --processing-guarantee (env LSTM_CONSUMER_PROC
 must be one of exactly_once, at_least_once, got 'twice'
 
 >>> load(EvaluateSettings, PREFIX, ["--chunk", "64", "--json"], env={})
-EvaluateSettings(chunk=64, json=True, anomaly_top_g=1, anomaly_from=0, plot='', quiet=False)
+EvaluateSettings(chunk=64, json=True, anomaly_top_g=1, anomaly_from=0, plot='', save='', quiet=False)
 >>> load(EvaluateSettings, PREFIX, [], env={"LSTM_CONSUMER_CHUNK": "0"})
 Traceback (most recent call last):
 ...

@@ -69,6 +69,7 @@ __all__ = [
     "save",
     "snapshot_bytes",
     "variable_specs",
+    "write_whole",
 ]
 
 FORMAT = "lstm-stream-snapshot"
@@ -265,9 +266,14 @@ def _check_header(header: dict[str, Any], config: LearnerConfig) -> None:
 
 def save(learner: Learner, path: str | os.PathLike[str]) -> None:
     """Write `learner`'s snapshot to `path`, whole or not at all (a crash leaves the old file)."""
-    target = Path(path)
+    write_whole(Path(path), snapshot_bytes(learner))
+
+
+def write_whole(target: Path, data: bytes) -> None:
+    """`data` to `target` under a temporary name, then renamed into place: no reader ever
+    sees half a file."""
     partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(snapshot_bytes(learner))
+    partial.write_bytes(data)
     os.replace(partial, target)
 
 
