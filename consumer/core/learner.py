@@ -226,8 +226,6 @@ class Learner:
         lstm, mixture, losses = self._run(batch)
         new = self._novelty(messages, mixture, baseline)
         published = publish(self.novelty.calibrate(mixture, new), baseline)
-        for i, m in enumerate(messages):
-            m.state.new_mix = float(mixture[i, NEW_ID])
         return self._finish_all(messages, lstm, published, baseline, losses)
 
     def _novelty(self, messages: list[_Message], mixture: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -236,20 +234,23 @@ class Learner:
         in this one) first teaches the weights whether its key's next token was NEW to it. The
         values are those the keys keep (the baseline's as its float16 log), so that a call's
         grouping never changes them."""
-        base_logs = np.log(np.maximum(baseline[:, NEW_ID], 1e-12)).astype(np.float16)
+        # As the keys keep them: float16 logs, read back as Python floats (math.exp on both paths).
+        base_logs = np.log(np.maximum(baseline[:, NEW_ID], 1e-12)).astype(np.float16).tolist()
+        mix_new = mixture[:, NEW_ID].tolist()
         held: dict[int, tuple[float, float]] = {}  # id(state) -> its guess of this call's NEW
         new = np.empty(len(messages))
-        novelty = self.novelty
+        novelty, exp = self.novelty, math.exp
         for i, m in enumerate(messages):
             state = m.state
             pending = held.get(id(state))
             if pending is None and state.log_probs is not None:
-                pending = (state.new_mix, float(np.exp(np.float64(state.log_probs[2, 0]))))
+                pending = (state.new_mix, exp(float(state.log_probs[2, 0])))
             if pending is not None:
                 novelty.learn(*pending, new=m.known_since > m.previous_serial)
-            guess = (float(mixture[i, NEW_ID]), float(np.exp(np.float64(base_logs[i]))))
+            guess = (mix_new[i], exp(base_logs[i]))
             new[i] = novelty.probability(*guess)
             held[id(state)] = guess
+            state.new_mix = guess[0]
         return new
 
     def _run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
