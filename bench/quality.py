@@ -21,7 +21,10 @@ Beside them, for every stream:
   (ppm_at_publish_*: the guess made when the key's previous message was learned, as published;
   the same figures for a single key);
 - for sources whose best possible hit rate is known (`streams.Known`), that optimum and the
-  published hit rate over the stream's second half as a fraction of it.
+  published hit rate over the stream's second half as a fraction of it;
+- for text as characters (one key, every token a character), PPMd order 6, a strong compressor
+  (`pyppmd`, a benchmark dependency only): its compressed size as nats per character
+  (ppmd_order_6_log_loss), the figure compressors are compared by.
 
 Prints one JSON object: {"streams": {name: {figure: value}}, "machine": {...}}; a summary table
 goes to stderr.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -186,6 +190,8 @@ def run_one(stream: Records | streams.Known, switch: int | None, chunk: int) -> 
     published = classic if single else ppm.best(ppm.run(records, at_publish=True))
     out.update({k.replace("ppm_", "ppm_at_publish_", 1): v for k, v in published.items()})
     out["ppm_seconds"] = round(time.perf_counter() - reference, 1)
+    if len({key for key, _ in records}) == 1 and all(len(token) == 1 for _, token in records):
+        out["ppmd_order_6_log_loss"] = ppmd_log_loss(records)
     half = len(records) // 2
     out["second_half_hit_rate"] = second_half = hits.rate(half)
     if known is not None:
@@ -199,6 +205,17 @@ def run_one(stream: Records | streams.Known, switch: int | None, chunk: int) -> 
             (i - switch for i in range(switch + 100, len(rates)) if rates[i] >= 0.99), None
         )
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def ppmd_log_loss(records: Records, order: int = 6) -> float:
+    """PPMd (variant I, 16 MiB) of the characters' text: compressed bits as nats per character.
+    The whole text is coded, the first character too, and the end mark: a few bytes more than
+    the learner's figure, which skips a key's first message."""
+    import pyppmd  # a benchmark dependency (the dev extra), never the service's
+
+    text = "".join(token for _, token in records).encode("utf-8")
+    compressed = pyppmd.compress(text, max_order=order, mem_size=16 << 20, variant="I")
+    return len(compressed) * 8 * math.log(2) / len(records)
 
 
 def summary(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -222,6 +239,9 @@ def summary(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     )
     if "second_half_of_optimal" in runs[0]:
         out["min_second_half_of_optimal"] = min(r["second_half_of_optimal"] for r in runs)
+    if "ppmd_order_6_log_loss" in runs[0]:
+        worst = max(r["log_loss"] - r["ppmd_order_6_log_loss"] for r in runs)
+        out["max_log_loss_over_ppmd"] = round(worst, 4)
     return out
 
 
@@ -256,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = summary(name, runs)
         if not args.json_only:
             s = results[name]
+            ppmd = s.get("mean_ppmd_order_6_log_loss")
             print(
                 f"{name:22s} published {s['mean_hit_rate']:.4f} (min {s['min_hit_rate']:.4f})  "
                 f"LSTM {s['mean_lstm_hit_rate']:.4f}  baseline {s['mean_baseline_hit_rate']:.4f}  "
@@ -268,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"  second half {s['mean_second_half_of_optimal']:.3f} of optimal"
                     if "mean_second_half_of_optimal" in s
                     else ""
-                ),
+                )
+                + (f"  PPMd-6 {ppmd:.3f}" if ppmd is not None else ""),
                 file=sys.stderr,
                 flush=True,
             )

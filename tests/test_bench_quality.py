@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 @pytest.mark.slow
 def test_the_quality_benchmark_prints_every_reference_beside_the_learner() -> None:
-    only = "order_3,clickstream,lifecycles,words"
+    only = "order_3,clickstream,lifecycles,words,text_gpl"
     result = subprocess.run(
         [
             sys.executable,
@@ -51,6 +51,13 @@ def test_the_quality_benchmark_prints_every_reference_beside_the_learner() -> No
         assert 2 <= run["ppm_log_loss_order"] <= 12
         assert summary["min_hit_rate_over_ppm"] == round(run["hit_rate"] - run["ppm_hit_rate"], 4)
         assert name in result.stderr  # the summary line
+    text = report["streams"]["text_gpl"]
+    assert 0.5 < text["runs"][0]["ppmd_order_6_log_loss"] < 4.0  # PPMd beside the learner on text
+    assert text["max_log_loss_over_ppmd"] == round(
+        text["runs"][0]["log_loss"] - text["runs"][0]["ppmd_order_6_log_loss"], 4
+    )
+    assert "PPMd-6" in result.stderr
+    assert "ppmd_order_6_log_loss" not in report["streams"]["words"]["runs"][0]  # characters only
     for name in ("order_3", "clickstream"):
         run = report["streams"][name]["runs"][0]
         assert 0.1 < run["second_half_optimal_hit_rate"] < 1.0
