@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DIST   ?= dist
+# Where the benchmarks write their result files (bench/record.py); scripts/figures renders them.
+RESULTS ?= docs/benchmarks
 
 .PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load soak-cluster bench bench-learner bench-consumer bench-quality bench-anomalies bench-query kafka-up kafka-down kafka-status constraints clean
 
@@ -74,23 +76,23 @@ soak-cluster: venv
 		scripts/test tests/test_cluster.py -s -q --timeout=3600
 
 bench-learner: venv
-	$(BIN)/python bench/learner.py --capacities 64,128,256,512,1024
+	$(BIN)/python bench/learner.py --capacities 64,128,256,512,1024 --record $(RESULTS)/learner.json
 
 bench-consumer: venv
-	$(BIN)/python bench/consumer.py --partitions 1
-	$(BIN)/python bench/consumer.py --partitions 2
+	$(BIN)/python bench/consumer.py --partitions 1 --record $(RESULTS)/consumer-1p.json
+	$(BIN)/python bench/consumer.py --partitions 2 --record $(RESULTS)/consumer-2p.json
 
 bench: bench-learner bench-consumer
-	$(BIN)/python bench/producer.py
+	$(BIN)/python bench/producer.py --record $(RESULTS)/producer.json
 
 bench-quality: venv
-	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/quality.py --record $(RESULTS)/quality.json
 
 bench-anomalies: venv
-	$(BIN)/python bench/anomalies.py
+	$(BIN)/python bench/anomalies.py --record $(RESULTS)/anomalies.json
 
 bench-query: venv
-	$(BIN)/python bench/query.py
+	$(BIN)/python bench/query.py --record $(RESULTS)/query.json
 
 kafka-up:
 	scripts/kafka up

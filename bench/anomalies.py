@@ -22,7 +22,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import streams
+from bench import record, streams
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.evaluate import evaluate
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=6000, help="per key")
     parser.add_argument("--rate", type=float, default=0.01)
     parser.add_argument("--g", type=int, default=1)
+    record.add_argument(parser)
     args = parser.parse_args(argv)
+    recorder = record.Recorder("anomalies", args.record, argv)
     compile_cache.enable(os.environ.get("LSTM_CONSUMER_COMPILE_CACHE_DIR", str(compile_cache.DEFAULT_DIR)))
     import_tensorflow_quietly()  # after the cache flags; without TF's start-up lines
     cases: dict[str, Any] = {}
@@ -73,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         "cases_precision_at_least_0.95": sum(p >= 0.95 for p in precisions),
         "cases": len(cases),
     }
-    print(
-        json.dumps({"benchmark": "anomalies", "g": args.g, "rate": args.rate, "worst": worst, "cases": cases})
-    )
+    result = {"benchmark": "anomalies", "g": args.g, "rate": args.rate, "worst": worst, "cases": cases}
+    print(json.dumps(result))
+    recorder.write(result)
     return 0
 
 

@@ -45,6 +45,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
 from bench import producer as bench_producer  # noqa: E402
+from bench import record as bench_record  # noqa: E402
 from producer.sources import pattern_records  # noqa: E402
 from producer.spec import SEED_SPEC, parse_spec  # noqa: E402
 
@@ -62,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-rate", type=float, default=200.0, help="records/s in the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="0: no latency phase")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="give up a phase after this long")
+    bench_record.add_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -287,6 +289,7 @@ def _take(records: Any, count: int) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    recorder = bench_record.Recorder(f"consumer-{args.partitions}p", args.record, argv)
     with (
         tempfile.TemporaryDirectory(prefix="lstm-stream-bench-consumer.") as tmp,
         bench_producer.broker(args.bootstrap_servers) as bootstrap,
@@ -314,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(json.dumps(result))
     codes = [result.get("throughput_consumer_exit_code"), result.get("latency_consumer_exit_code", 0)]
+    if codes == [0, 0]:
+        recorder.write(result)
     return 0 if codes == [0, 0] else 1
 
 

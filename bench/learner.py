@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from bench import record
 from consumer.core.compiled import configure_threads
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
@@ -175,7 +176,9 @@ def main() -> int:
         default="",
         help="also measure strict backlog msgs/s at these vocabulary capacities, e.g. 64,256,1024",
     )
+    record.add_argument(parser)
     args = parser.parse_args()
+    recorder = record.Recorder("learner", args.record)
     config = LearnerConfig()
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     result: dict[str, object] = {}
@@ -208,6 +211,7 @@ def main() -> int:
     }
     rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
     print(json.dumps(rounded))
+    recorder.write(rounded)
     return 0
 
 

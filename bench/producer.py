@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compression-type", default=None, help="default: the producer's default")
     parser.add_argument("--partitions", type=int, default=1, help="partitions of the fresh topic")
     parser.add_argument("--keys", type=int, default=1, help="pattern streams (keys)")
+    parser.add_argument(
+        "--record", type=Path, metavar="FILE", help="also write the result to FILE (see bench/record.py)"
+    )
     return parser.parse_args(argv)
 
 
@@ -117,10 +120,18 @@ def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if str(REPO) not in sys.path:  # run as a script, bench/ is on sys.path and not the checkout
+        sys.path.insert(0, str(REPO))
+    from bench import record
+
+    recorder = record.Recorder("producer", args.record, argv)
     with broker(args.bootstrap_servers) as bootstrap:
         result = run(args, bootstrap)
     print(json.dumps(result))
-    return 0 if result["failed"] == 0 and result["delivered"] == result["count"] else 1
+    ok = result["failed"] == 0 and result["delivered"] == result["count"]
+    if ok:
+        recorder.write(result)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

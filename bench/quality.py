@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench import ppm, streams
+from bench import ppm, record, streams
 from consumer.core import compile_cache
 from consumer.core.compiled import Batch
 from consumer.core.config import LearnerConfig
@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=float, default=1.0, help="a fraction of each stream's full size (default 1: full)"
     )
     parser.add_argument("--json-only", action="store_true", help="no summary table on stderr")
+    record.add_argument(parser)
     args = parser.parse_args(argv)
+    recorder = record.Recorder("quality", args.record, argv)
     # Every run builds the same programs: compile each once, in the user's cache as the CLI does.
     compile_cache.enable(os.environ.get("LSTM_CONSUMER_COMPILE_CACHE_DIR", compile_cache.DEFAULT_DIR))
     names = list(kinds(0))
@@ -295,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()}
-    print(json.dumps({"streams": results, "config": LearnerConfig().__dict__, "machine": machine}))
+    result = {"streams": results, "config": LearnerConfig().__dict__, "machine": machine}
+    print(json.dumps(result))
+    recorder.write(result)
     return 0
 
 

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import consumer as bench  # noqa: E402  (it takes bench/ off sys.path: see there)
 from bench import producer as bench_producer  # noqa: E402
+from bench import record  # noqa: E402
 from producer.sources import pattern_records  # noqa: E402
 from producer.spec import SEED_SPEC, parse_spec  # noqa: E402
 
@@ -53,6 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="queries per second")
     parser.add_argument("--rounds", type=int, default=3, help="pairs of runs, without and with queries")
     parser.add_argument("--timeout-s", type=float, default=600.0)
+    record.add_argument(parser)
     args = parser.parse_args(argv)
     # What bench/consumer.py's helpers read.
     args.guarantee, args.workers, args.commit_interval_ms, args.max_poll_records = "exactly_once", 0, 100, 500
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--client"]:
         return client_main(int(argv[1]), Path(argv[2]), float(argv[3]), int(argv[4]))
     args = parse_args(argv)
+    recorder = record.Recorder("query", args.record, argv)
     runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="lstm-stream-bench-query.") as tmp,
@@ -220,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench/query.py: run {run}: {runs[-1]['e2e_msgs_per_s']} msgs/s", file=sys.stderr)
     result = summary(runs, args)
     print(json.dumps(result))
-    return 0 if all(r["exit_code"] == 0 for r in runs) and "0" not in result["statuses"] else 1
+    ok = all(r["exit_code"] == 0 for r in runs) and "0" not in result["statuses"]
+    if ok:
+        recorder.write(result)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
