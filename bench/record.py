@@ -47,11 +47,11 @@ def _git(*args: str) -> str:
 
 
 def commit() -> dict[str, Any]:
-    """HEAD's hash and whether the code differs from it (result files themselves aside)."""
+    """HEAD's hash and whether the code differs from it (documentation aside: docs/, *.md)."""
     changes = [
         line
         for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()
-        if not line[3:].startswith("docs/benchmarks/")
+        if not (line[3:].startswith("docs/") or line.endswith(".md"))
     ]
     return {"hash": _git("rev-parse", "HEAD") or None, "changed": bool(changes)}
 
@@ -94,6 +94,7 @@ class Recorder:
         self.argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
         self.started = time.time()
         self.load_before = [round(x, 2) for x in os.getloadavg()]
+        self.commit = commit()  # the code as it was when the benchmark started
 
     def write(self, result: dict[str, Any]) -> None:
         if self.path is None:
@@ -107,7 +108,7 @@ class Recorder:
             "command": " ".join(["python", str(script), *self.argv[1:]]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
-            "commit": commit(),
+            "commit": self.commit,
             "machine": machine(),
             "load_average": {"start": self.load_before, "end": [round(x, 2) for x in os.getloadavg()]},
             "result": result,
