@@ -6,7 +6,7 @@ DIST   ?= dist
 # Where the benchmarks write their result files (bench/record.py); scripts/figures renders them.
 RESULTS ?= docs/benchmarks
 
-.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load soak-cluster bench bench-learner bench-consumer bench-quality bench-anomalies bench-query kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load soak-cluster bench bench-learner bench-consumer bench-quality bench-anomalies bench-query kafka-up kafka-down kafka-status lock figures clean
 
 help:
 	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
@@ -28,7 +28,7 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt scripts/venv
+$(VENV)/.installed: pyproject.toml requirements/dev.lock scripts/venv
 	PYTHON=$(PYTHON) VENV=$(VENV) scripts/venv
 	@touch $@
 
@@ -103,10 +103,17 @@ kafka-down:
 kafka-status:
 	scripts/kafka status
 
-# Re-pin every transitive dependency after changing a version in pyproject.toml.
-constraints: venv
-	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)=='; } > constraints.txt.new
-	mv constraints.txt.new constraints.txt
+# The lock files (exact versions and hashes of every package, direct and transitive, for every
+# platform and supported Python at once) after a change to the ranges in pyproject.toml: the
+# versions already locked are kept where the ranges allow; `make lock UPGRADE=--upgrade` takes the
+# newest. requirements/producer.lock: the producer's image; consumer.lock: the consumer's image;
+# dev.lock: make venv, CI and the tests (every extra).
+LOCK_FLAGS = --universal --generate-hashes --python-version 3.11 --quiet
+LOCK := $(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --custom-compile-command "make lock" $(UPGRADE)
+lock: venv
+	$(LOCK) -o requirements/producer.lock
+	$(LOCK) --extra consumer -o requirements/consumer.lock
+	$(LOCK) --extra consumer --extra plot --extra dev -o requirements/dev.lock
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

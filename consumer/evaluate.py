@@ -21,6 +21,7 @@ precision, recall and F1.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -320,6 +321,9 @@ def run(path: str, settings: EvaluateSettings, config: LearnerConfig) -> int:
     for option, target in (("--plot", settings.plot), ("--save", settings.save)):
         if target and not Path(target).resolve().parent.is_dir():
             raise ConfigError(f"{option}: no directory to write {target} in")
+    if settings.plot and importlib.util.find_spec("matplotlib") is None:
+        # Before the learning, not after it: the plot extra is not in the service's image.
+        raise ConfigError("--plot: needs matplotlib, which is not installed: pip install 'lstm-stream[plot]'")
     records, labels = read_labelled(path)
     learner = None
     if settings.save:

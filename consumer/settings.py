@@ -84,7 +84,9 @@ class EvaluateSettings:
         check=at_least(0),
         group=EVALUATE,
     )
-    plot: str = option("", "write a PNG of the rolling hit rates to this path", group=EVALUATE)
+    plot: str = option(
+        "", "write a PNG of the rolling hit rates to this path (needs the [plot] extra)", group=EVALUATE
+    )
     save: str = option(
         "",
         "write the learner, as the replay left it, to this file (a snapshot: load it in Python with "

@@ -253,10 +253,12 @@ def test_dockerfile_is_pinned_and_caches_dependencies(name: str) -> None:
     assert steps[1] == ("FROM", "${BASE_IMAGE}")
     text = (DOCKER / f"{name}.Dockerfile").read_text()
     assert not re.search(r"amd64|x86_64|aarch64|arm64|--platform", text.split("FROM", 1)[1])
-    deps = next(i for i, (w, rest) in enumerate(steps) if w == "RUN" and "constraints.txt" in rest)
+    lock = f"{name}.lock"
+    deps = next(i for i, (w, rest) in enumerate(steps) if w == "RUN" and lock in rest)
+    assert f"pip install --require-hashes -r {lock}" in steps[deps][1], "the lock, with its hashes checked"
     first_source = next(i for i, (w, rest) in enumerate(steps) if w == "COPY" and rest.startswith(name))
     assert deps < first_source, "dependencies must be installed before the source is copied"
-    assert all("pyproject.toml" in r or "constraints.txt" in r for w, r in steps[:deps] if w == "COPY")
+    assert [r for w, r in steps[:deps] if w == "COPY"] == [f"requirements/{lock} ./"], "only the lock before"
     assert service(name)["build"]["dockerfile"] == f"deploy/docker/{name}.Dockerfile"
 
 

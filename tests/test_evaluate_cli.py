@@ -313,3 +313,22 @@ def test_peak_memory_is_in_megabytes_where_proc_is_missing(monkeypatch: pytest.M
     darwin = evaluate.peak_resident_mb()
     assert linux >= usage.ru_maxrss / 1024
     assert darwin * 1024 == pytest.approx(linux, rel=0.01)
+
+
+def test_plot_without_matplotlib_exits_2_before_learning(tmp_path: Path) -> None:
+    """The service's image has no matplotlib (it is the [plot] extra): `--plot` says what to install
+    instead of failing after the learning."""
+    source = tmp_path / "tokens.txt"
+    source.write_text("4\n8\n" * 50)
+    hide = "import sys; sys.modules['matplotlib'] = None; from consumer.cli import main; sys.exit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "evaluate", str(source), "--plot", str(tmp_path / "p.png"), *SMALL],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("lstm-consumer: error: --plot: needs matplotlib"), result.stderr
+    assert "lstm-stream[plot]" in result.stderr
+    assert not (tmp_path / "p.png").exists()

@@ -61,28 +61,36 @@ def test_the_wheel_make_dist_builds_installs_in_a_fresh_venv(tmp_path: Path) -> 
     with zipfile.ZipFile(wheel) as archive:
         (licence,) = [name for name in archive.namelist() if name.endswith(".dist-info/licenses/LICENSE")]
         assert "Apache License" in archive.read(licence).decode()
+        typed = {name for name in archive.namelist() if name.endswith("/py.typed")}
+        assert typed == {"consumer/py.typed", "producer/py.typed", "lstm_stream/py.typed"}
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    python, pins = venv / "bin" / "python", ["-c", str(REPO / "constraints.txt")]
+    python = venv / "bin" / "python"
 
-    def pip_install(requirement: str) -> None:
+    def pip(*args: str) -> None:
         result = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *pins, requirement],
+            [str(python), "-m", "pip", "install", "--quiet", *args],
             capture_output=True,
             text=True,
             timeout=900,
         )
         assert result.returncode == 0, result.stderr[-3000:]
 
+    def pip_install(requirement: str, lock: str) -> None:
+        """The lock's files (hashes checked), then the wheel with no index: the ranges the wheel
+        declares must accept every locked version, or pip has nothing to install from."""
+        pip("--require-hashes", "-r", str(REPO / "requirements" / lock))
+        pip("--no-index", requirement)
+
     def has_tensorflow() -> bool:
         probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is None)"
         return subprocess.run([str(python), "-c", probe], timeout=60).returncode == 0
 
-    pip_install(str(wheel))
+    pip_install(str(wheel), "producer.lock")
     assert not has_tensorflow()
     producer = subprocess.run([str(venv / "bin" / "lstm-producer"), "--help"], capture_output=True, text=True)
     assert producer.returncode == 0, producer.stderr
     assert "usage: lstm-producer" in producer.stdout
-    pip_install(f"{wheel}[consumer]")
+    pip_install(f"{wheel}[consumer]", "consumer.lock")
     assert has_tensorflow()
     consumer = subprocess.run(
         [str(venv / "bin" / "lstm-consumer"), "--help"], capture_output=True, text=True, timeout=120

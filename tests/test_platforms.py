@@ -1,6 +1,7 @@
 """The consumer installs on every platform it names: its whole dependency set resolves, wheels
 only, for Linux on x86-64 and aarch64 and macOS on Apple silicon, with Python 3.11 to 3.13, at the
-versions of constraints.txt (scripts/resolve-platform: pip's resolver with the target's tags and
+versions and hashes of requirements/consumer.lock, the consumer image's lock, and from
+pyproject.toml's ranges alone (scripts/resolve-platform: pip's resolver with the target's tags and
 environment markers). A pin without a wheel somewhere fails here, before a user finds it."""
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ PLATFORMS = ["linux-x86_64", "linux-aarch64", "macos-arm64"]
 PYTHONS = ["3.11", "3.12", "3.13"]
 
 
-def resolve(platform: str, python: str, pyproject: Path | None = None) -> subprocess.CompletedProcess[str]:
+def resolve(
+    platform: str, python: str, pyproject: Path | None = None, lock: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, str(REPO / "scripts" / "resolve-platform"), "--platform", platform]
     command += ["--python", python, "--extra", "consumer"]
     command += ["--pyproject", str(pyproject)] if pyproject else []
+    command += ["--lock", str(lock)] if lock else []
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
@@ -44,8 +48,10 @@ def _report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("python", PYTHONS)
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_the_consumer_resolves_to_wheels(platform: str, python: str) -> None:
-    report = _report(resolve(platform, python))
+@pytest.mark.parametrize("source", ["lock", "ranges"])
+def test_the_consumer_resolves_to_wheels(platform: str, python: str, source: str) -> None:
+    lock = REPO / "requirements" / "consumer.lock" if source == "lock" else None
+    report = _report(resolve(platform, python, lock=lock))
     files = {item["name"].lower().replace("_", "-"): item["file"] for item in report["install"]}
     tensorflow = "tensorflow-cpu" if platform == "linux-x86_64" else "tensorflow"
     assert tensorflow in files

@@ -11,21 +11,20 @@ FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MPLCONFIGDIR=/tmp/matplotlib
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The compile cache's directory exists, owned by the user, so a volume mounted on it is writable.
 RUN useradd --no-log-init --create-home --uid 10001 --shell /usr/sbin/nologin lstm \
     && install -d -o lstm -g lstm /home/lstm/.cache/lstm-stream/xla
 WORKDIR /app
 
-# Dependencies first, from the pins alone: this layer (TensorFlow: the big one) is rebuilt only
-# when the pins change, not when the code does. TensorFlow's C++ headers (290 MB, for building
-# custom ops) are never used at run time: removed in the same layer.
-COPY constraints.txt pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['consumer']))" > requirements.txt \
-    && pip install -c constraints.txt -r requirements.txt \
+# Dependencies first, from the lock alone: this layer (TensorFlow: the big one) is rebuilt only
+# when the lock changes, not when the code does. requirements/consumer.lock is the consumer extra
+# with every transitive dependency, each file checked against its hash; no matplotlib (that is the
+# [plot] extra, for `evaluate --plot` on a workstation). TensorFlow's C++ headers (290 MB, for
+# building custom ops) are never used at run time: removed in the same layer.
+COPY requirements/consumer.lock ./
+RUN pip install --require-hashes -r consumer.lock \
     && rm -rf "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tensorflow/include"
 
 # Then the source.

@@ -16,12 +16,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --no-log-init --create-home --uid 10001 --shell /usr/sbin/nologin lstm
 WORKDIR /app
 
-# Dependencies first, from the pins alone: this layer is rebuilt only when the pins change.
-# Only [project].dependencies: never the consumer extra.
-COPY constraints.txt pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip install -c constraints.txt -r requirements.txt
+# Dependencies first, from the lock alone: this layer is rebuilt only when the lock changes.
+# requirements/producer.lock is [project].dependencies only (never the consumer extra), each
+# file checked against its hash.
+COPY requirements/producer.lock ./
+RUN pip install --require-hashes -r producer.lock
 
 # Then the source: the shared settings and the producer (the consumer's code is not copied).
 COPY README.md ./
