@@ -197,11 +197,21 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str) -> No
                 flag_name(field.name),
                 dest=field.name,
                 default=_UNSET,
-                # The choices are checked with the environment's values (`from_namespace`), so
-                # that a bad one gets the same message either way; the metavar lists them.
+                # Listed for completion (argcomplete, shtab read `choices`) and in the metavar;
+                # checked with the environment's values (`from_namespace`), so that a bad one
+                # gets the same message either way.
+                choices=_Listed(named) if named else None,
                 metavar="{" + ",".join(named) + "}" if named else field.name.upper(),
                 help=help_text.replace("%", "%%"),
             )
+
+
+class _Listed(tuple[str, ...]):
+    """An option's choices as argparse and completion tools list them, which argparse does not
+    check itself: `from_namespace` does, for flags and environment alike."""
+
+    def __contains__(self, value: object) -> bool:
+        return True
 
 
 def _shown(default: Any) -> str:

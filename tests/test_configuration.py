@@ -8,8 +8,11 @@ each case fails, or is checked, before connecting).
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
+from consumer.cli import build_parser as consumer_build_parser
 from consumer.cli import main as consumer_main
 from consumer.settings import PREFIX as CONSUMER
 from consumer.settings import RunSettings
@@ -177,3 +180,35 @@ def test_help_shows_choices_and_empty_or_secret_defaults_plainly_and_each_comman
     producer_help = " ".join(capsys.readouterr().out.split())
     assert "default: ]" not in producer_help
     assert "Secret(" not in producer_help
+
+
+def _choices(parser: argparse.ArgumentParser, command: str) -> dict[str, list[str]]:
+    """Each option of `command` that lists choices, as completion tools read them."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {
+        a.option_strings[0]: list(a.choices)
+        for a in sub.choices[command]._actions
+        if a.option_strings and a.choices is not None
+    }
+
+
+def test_choices_are_listed_for_completion_and_checked_with_one_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clean(monkeypatch)
+    run = _choices(consumer_build_parser(), "run")
+    assert run["--mode"] == ["strict", "relaxed"]
+    assert run["--value-format"] == ["text", "json"]
+    assert run["--sasl-mechanism"] == ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]  # "" (unset) not listed
+    assert "--window" not in run
+    assert _choices(producer_parser(), "pattern")["--value-format"] == ["text", "json"]
+    # A flag's bad choice reads as the variable's does: exit 2, the option, the choices.
+    assert consumer_main(["run", "--mode", "fast"]) == 2
+    flag_error = capsys.readouterr().err.strip().splitlines()[-1]
+    monkeypatch.setenv(CONSUMER + "MODE", "fast")
+    assert consumer_main(["run"]) == 2
+    env_error = capsys.readouterr().err.strip().splitlines()[-1]
+    expected = (
+        "lstm-consumer: error: --mode (env LSTM_CONSUMER_MODE): must be one of strict, relaxed, got 'fast'"
+    )
+    assert flag_error == env_error == expected
