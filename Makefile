@@ -24,6 +24,8 @@ help:
 	@echo "make bench-quality  bench/quality.py: every kind of stream, 3 generator seeds each, full size (~15 min)"
 	@echo "make bench-anomalies  bench/anomalies.py: the seed with 1% injected foreign tokens, every way, precision/recall (~10 min)"
 	@echo "make bench-query  bench/query.py: GET /v1/streams/{key}/next at 200/s while the consumer learns, beside none (~5 min)"
+	@echo "make figures      docs/benchmarks.md and README's figures from docs/benchmarks/*.json (after a bench target)"
+	@echo "make lock         requirements/*.lock from pyproject.toml's ranges (exact versions, hashes, every platform)"
 	@echo "make kafka-up     start the local broker (scripts/kafka up); kafka-down, kafka-status"
 
 venv: $(VENV)/.installed
@@ -36,7 +38,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	for script in scripts/images scripts/compose-test scripts/other-pythons scripts/resolve-platform; do $(BIN)/mypy --no-error-summary $$script || exit 1; done
+	for script in scripts/images scripts/compose-test scripts/other-pythons scripts/resolve-platform scripts/figures; do $(BIN)/mypy --no-error-summary $$script || exit 1; done
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -93,6 +95,10 @@ bench-anomalies: venv
 
 bench-query: venv
 	$(BIN)/python bench/query.py --record $(RESULTS)/query.json
+
+# docs/benchmarks.md and README's figures block, from the result files the bench targets write.
+figures: venv
+	$(BIN)/python scripts/figures --write
 
 kafka-up:
 	scripts/kafka up
