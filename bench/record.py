@@ -46,12 +46,16 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
+# What a benchmark runs: a change anywhere else (tests, docs, scripts) does not change a figure.
+MEASURED = ("consumer/", "producer/", "lstm_stream/", "bench/", "requirements/", "pyproject.toml")
+
+
 def commit() -> dict[str, Any]:
-    """HEAD's hash and whether the code differs from it (documentation aside: docs/, *.md)."""
+    """HEAD's hash and whether the code the benchmarks run differs from it."""
     changes = [
         line
-        for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()
-        if not (line[3:].startswith("docs/") or line.endswith(".md"))
+        for line in _git("status", "--porcelain", "--untracked-files=all", "--", *MEASURED).splitlines()
+        if not line[3:].endswith(".md")
     ]
     return {"hash": _git("rev-parse", "HEAD") or None, "changed": bool(changes)}
 

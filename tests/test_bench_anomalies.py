@@ -1,5 +1,6 @@
 """bench/anomalies.py at a small size: every way of injecting is run and scored, and the figures
-README quotes are printed and agree with each other (the figures come from `make bench-anomalies`)."""
+docs/benchmarks.md shows are printed and agree with each other (the figures come from
+`make bench-anomalies`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """bench/consumer.py at a small size against the test broker: it runs the service end to end and
-prints every figure README quotes (the figures themselves come from `make bench-consumer`)."""
+prints every figure docs/benchmarks.md shows (the figures themselves come from `make bench-consumer`)."""
 
 from __future__ import annotations
 

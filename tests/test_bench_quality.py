@@ -1,6 +1,6 @@
 """bench/quality.py at a small size: the learner, the count model alone, the reference PPM-C and
 the known optima are all printed for each stream, and agree with each other (the figures
-README quotes come from `make bench-quality`)."""
+docs/benchmarks.md shows come from `make bench-quality`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """bench/query.py at a small size against the test broker: the consumer learns with and without
-queries and the figures README quotes are printed (the figures come from `make bench-query`)."""
+queries and the figures docs/benchmarks.md shows are printed (the figures come from `make bench-query`)."""
 
 from __future__ import annotations
 

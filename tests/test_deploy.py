@@ -1,4 +1,4 @@
-"""The deployment files' fast first gate: docker-compose.yml, the Dockerfiles, README's reference.
+"""The deployment files' fast first gate: docker-compose.yml, the Dockerfiles, the options reference.
 
 The stack itself is tested by running it: `make compose-test` (scripts/compose-test) builds the
 images, brings the stack up with README's commands, scales, learns, scrapes, restarts and takes
@@ -9,7 +9,7 @@ What stays here is what a run cannot show: a real compose implementation (`docke
 config`) accepts the file; every variable it sets is an option of its service (a misspelt one
 would be ignored silently), checked with the services' own settings loaders; the topics agree;
 images are pinned; Grafana, which has no build to be had here, is configured as provisioned; the
-Dockerfiles install dependencies before the source (the build cache); README's configuration
+Dockerfiles install dependencies before the source (the build cache); docs/configuration.md's
 reference. (`promtool check config deploy/prometheus.yml` lives in tests/test_monitoring.py.)
 """
 
@@ -43,7 +43,8 @@ TOPIC_DEFAULTS = {
     "anomalies": consumer_settings.RunSettings.anomaly_topic,
     "state": consumer_settings.RunSettings.state_topic,
 }
-README_START, README_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+CONFIG_DOC = REPO / "docs" / "configuration.md"
+REFERENCE_START, REFERENCE_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
 def _compose_env() -> dict[str, str]:
@@ -268,10 +269,10 @@ def test_dockerignore_keeps_the_context_small() -> None:
         assert entry in ignored
 
 
-# -- README's configuration reference ----------------------------------------------------------------
+# -- docs/configuration.md's reference ---------------------------------------------------------------
 
 
-def test_readme_holds_the_generated_configuration_reference() -> None:
+def test_configuration_doc_holds_the_generated_reference() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "config-reference")],
         capture_output=True,
@@ -279,13 +280,13 @@ def test_readme_holds_the_generated_configuration_reference() -> None:
         timeout=60,
         check=True,
     )
-    readme = (REPO / "README.md").read_text()
-    assert README_START in readme, "README.md has no configuration reference markers"
-    assert README_END in readme, "README.md has no configuration reference end marker"
-    between = readme.split(README_START, 1)[1].split(README_END, 1)[0]
+    doc = CONFIG_DOC.read_text()
+    assert REFERENCE_START in doc, "docs/configuration.md has no configuration reference markers"
+    assert REFERENCE_END in doc, "docs/configuration.md has no configuration reference end marker"
+    between = doc.split(REFERENCE_START, 1)[1].split(REFERENCE_END, 1)[0]
     assert between.strip() == result.stdout.strip(), (
-        "README.md's configuration reference differs from the settings: paste the output of "
-        "`.venv/bin/python scripts/config-reference` between the markers"
+        "docs/configuration.md's configuration reference differs from the settings: run "
+        "`.venv/bin/python scripts/config-reference --write`"
     )
 
 

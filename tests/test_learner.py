@@ -1,5 +1,5 @@
 """The learner core: per-message contract, chunking invariance, vocabulary, honest scores, and the
-kinds of stream it must learn (at CI size, with the targets of README's learner section)."""
+kinds of stream it must learn (at CI size, with the targets of docs/learner.md)."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def test_core_imports_neither_kafka_nor_prometheus() -> None:
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
-# -- the kinds of stream, with default settings (README's learner section) -------------------------
+# -- the kinds of stream, with default settings (docs/learner.md) ----------------------------------
 CHUNK = 512
 
 

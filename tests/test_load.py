@@ -12,7 +12,7 @@ consumer's `/metrics` every `LOAD_SAMPLE_S` seconds (messages consumed, resident
 - resident memory flat once warm: after the first 20% of messages it grows less than
   `RSS_GROWTH_LIMIT_BYTES`.
 
-It prints one `load summary:` JSON line with throughput and the memory series (README figures).
+It prints one `load summary:` JSON line with throughput and the memory series.
 """
 
 from __future__ import annotations
