@@ -31,7 +31,7 @@ from consumer.state import encode_state, state_headers
 from consumer.watchdog import deadline
 
 if TYPE_CHECKING:
-    from consumer.processing import Partition
+    from consumer.partition import Partition
     from consumer.settings import RunSettings
     from consumer.stats import Stats
 
@@ -97,7 +97,7 @@ class Checkpoint:
                 partition=p % count,
             )
             self.stats.snapshot(time.perf_counter() - started)
-            part.dirty, part.snapshot_size = False, len(value)
+            part.snapshotted(len(value))
 
 
 class ExactlyOnceCheckpoint(Checkpoint):

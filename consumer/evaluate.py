@@ -340,7 +340,9 @@ def run(path: str, settings: EvaluateSettings, config: LearnerConfig) -> int:
     if settings.plot:
         from consumer.plot import plot_hit_rates  # matplotlib: only when asked for
 
-        plot_hit_rates(report, settings.plot)
+        curves = report.tracker.curves
+        rates = {name: curve.rates for name, curve in curves.items()}
+        plot_hit_rates(rates, curves["published"].msgs_to_99, report.results, settings.plot)
     if not settings.quiet:
         print(summary(report.results), file=sys.stderr)
     return 0

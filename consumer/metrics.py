@@ -32,7 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from consumer.core.scoring import PREDICTORS, ROLLING
 from consumer.records import REASONS
 
-__all__ = ["PREFIX", "Metrics", "PartitionCollector", "learner_totals"]
+__all__ = ["PREFIX", "Metrics", "PartitionCollector"]
 
 PREFIX = "lstm_stream_"
 PROCESSING_BUCKETS = (
@@ -148,19 +148,6 @@ class Metrics:
 
     def snapshot(self, seconds: float) -> None:
         self.snapshot_seconds.observe(seconds)
-
-
-def learner_totals(learner: Any) -> dict[str, int]:
-    """The learner's own running totals (restored with it), by the counter they feed."""
-    totals = {
-        "predictions": learner.messages,
-        "scored": learner.score.scored,
-        "new_tokens": learner.vocab.new_tokens,
-        "recycled": learner.vocab.recycled,
-        "evicted": learner.evicted_keys,
-    }
-    totals.update({f"hits/{name}": learner.scores[name].hits for name in PREDICTORS})
-    return totals
 
 
 Samples = Callable[[str, Any, dict[str, int]], Iterator[tuple[list[str], float]]]
@@ -288,8 +275,8 @@ PARTITION_METRICS: tuple[tuple[bool, str, str, list[str], Samples], ...] = (
 class PartitionCollector:
     """Reads every assigned partition's learner and position when Prometheus scrapes.
 
-    `partitions()` returns a copy of {partition: processing.Partition}; each Partition's
-    `counted_from` holds `learner_totals` at the moment this instance took it.
+    `partitions()` returns a copy of {partition: consumer.partition.Partition}; each counter
+    takes the partition's `totals()`, its learner's totals since this instance took it.
     """
 
     def __init__(self, partitions: Callable[[], Mapping[int, Any]]) -> None:
@@ -302,10 +289,7 @@ class PartitionCollector:
         families = self._families()
         held = sorted(dict(self.partitions()).items())  # the loop may take or drop one meanwhile
         for partition, part in held:
-            since = {
-                name: max(value - part.counted_from.get(name, 0), 0)
-                for name, value in learner_totals(part.learner).items()
-            }
+            since = part.totals()
             for family, samples in families:
                 for labels, value in samples(str(partition), part, since):
                     family.add_metric(labels, value)

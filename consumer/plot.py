@@ -7,23 +7,23 @@ of its own (no pyplot, no global state), so it works without a display.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    from consumer.evaluate import Report
-
 __all__ = ["plot_hit_rates"]
 
 
-def plot_hit_rates(report: Report, path: str | Path) -> None:
-    """Write a PNG: hit rate of the last 100 scored predictions after every message."""
-    tracker, results = report.tracker, report.results
-    curves = tracker.curves
-    x = range(1, len(curves["published"].rates) + 1)
+def plot_hit_rates(
+    rates: Mapping[str, Sequence[float]], reached: int | None, results: Mapping[str, Any], path: str | Path
+) -> None:
+    """Write a PNG: each predictor's hit rate of the last 100 scored predictions after every
+    message (`rates`), the message at which 99 of 100 were first reached, and `evaluate`'s
+    results (the overall rates, the settings) in the legend and title."""
+    x = range(1, len(rates["published"]) + 1)
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -33,8 +33,7 @@ def plot_hit_rates(report: Report, path: str | Path) -> None:
         ("baseline", "baseline", 1),
     ):
         overall = results["hit_rate" if name == "published" else f"{name}_hit_rate"]
-        axes.plot(x, curves[name].rates, label=f"{label} (overall {overall:.3f})", linewidth=width)
-    reached = curves["published"].msgs_to_99
+        axes.plot(x, rates[name], label=f"{label} (overall {overall:.3f})", linewidth=width)
     if reached is not None:
         axes.axvline(reached, color="grey", linestyle=":", label=f"99/100 at {reached}")
     config = results["config"]

@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from consumer.partition import Partition
 from consumer.query import Pending
 from consumer.records import (
     INSTANCE_HEADER,
@@ -44,25 +45,7 @@ if TYPE_CHECKING:
     from consumer.settings import RunSettings
     from consumer.stats import Stats
 
-__all__ = ["Partition", "Processor", "Target"]
-
-LOSS_SMOOTHING = 0.01  # weight of the newest training loss in the moving average
-
-
-@dataclass
-class Partition:
-    """One assigned input partition: its learner and where it stands."""
-
-    learner: Learner
-    next_offset: int  # the next input offset to process
-    dirty: bool = False  # changed (processed or reset) since its last snapshot
-    lag: int | None = None  # records between next_offset and the partition's end, at the last poll
-    consumed: int = 0  # input records processed by this instance (dead letters included)
-    loss: float | None = None  # moving average of the training loss
-    snapshot_size: int = 0  # bytes of its last snapshot
-    counted_from: dict[str, int] = field(default_factory=dict)  # its learner's totals when it came
-    # Each key's latest prediction since the last commit: published at the commit (`consumer.query`)
-    staged: dict[str | None, Pending] = field(default_factory=dict)
+__all__ = ["Processor", "Target"]
 
 
 @dataclass
@@ -151,11 +134,7 @@ class Processor:
         part, records, future = self._inflight.pop(p)
         result = future.result()
         self._send(p, result, target)
-        part.next_offset = records[-1].offset + 1
-        part.consumed += len(records)
-        part.lag = target.lag(p)
-        part.staged.update(result.latest)
-        _smooth_loss(part, result.predictions)
+        part.advance(records, result.predictions, result.latest, target.lag(p))
         target.checkpoint.processed(p, part)
         self.stats.processed(p, records, result.predictions, result.seconds)
 
@@ -203,11 +182,3 @@ class Processor:
         for key, value in done.anomalies:
             checkpoint.send(s.anomaly_topic, key, value, self._prediction_headers)
         self.stats.anomalies(len(done.anomalies))
-
-
-def _smooth_loss(part: Partition, predictions: list[Prediction]) -> None:
-    avg = part.loss
-    for p in predictions:
-        if p.loss > 0:
-            avg = p.loss if avg is None else avg + LOSS_SMOOTHING * (p.loss - avg)
-    part.loss = avg

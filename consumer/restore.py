@@ -20,8 +20,7 @@ from consumer.core.learner import Learner
 from consumer.core.snapshot import restore
 from consumer.core.snapshot_read import SnapshotError
 from consumer.logs import fields
-from consumer.metrics import learner_totals
-from consumer.processing import Partition
+from consumer.partition import Partition
 from consumer.settings import RunSettings
 from consumer.state import read_states
 from consumer.watchdog import deadline
@@ -66,7 +65,7 @@ class Restorer:
                     f"{state.state_offset}) is refused: {exc}. Start with --reset-state to discard it."
                 ) from None
             consumer.seek(tp, state.offset)
-            taken[p] = Partition(learner, state.offset, counted_from=learner_totals(learner))
+            taken[p] = Partition.restored(learner, state.offset)
             log.info(
                 "learner restored",
                 extra=fields(
@@ -90,7 +89,7 @@ class Restorer:
             else:
                 consumer.seek_to_end(tp)
             offset = consumer.position(tp)
-        part = Partition(self.new_learner(), offset, dirty=reset)
+        part = Partition.fresh(self.new_learner(), offset, reset)
         if reset:  # the fresh state is written at the next commit, so the reset persists
             self.reset_done.add(tp.partition)
             log.warning("learner reset (--reset-state)", extra=fields(partition=tp.partition, offset=offset))

@@ -33,7 +33,8 @@ from consumer.clients import ConnectError, connect
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
 from consumer.http import Probe
-from consumer.processing import Partition, Processor
+from consumer.partition import Partition
+from consumer.processing import Processor
 from consumer.query import Publisher
 from consumer.restore import FatalError, Restorer
 from consumer.session import Session

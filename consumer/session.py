@@ -36,7 +36,8 @@ from consumer.checkpoint import Checkpoint, new_checkpoint
 from consumer.clients import Clients, wait_for_topic
 from consumer.http import Probe
 from consumer.logs import fields
-from consumer.processing import Partition, Processor, Target
+from consumer.partition import Partition
+from consumer.processing import Processor, Target
 from consumer.query import Publisher
 from consumer.restore import Restorer
 from consumer.settings import RunSettings
@@ -145,8 +146,7 @@ class Session:
             return
         self.commits += bool(processed)
         for p, part in processed.items():  # committed: what the query endpoint may now show
-            self.store.publish(p, part.staged)
-            part.staged = {}
+            self.store.publish(p, part.take_staged())
 
     def _restore_all(self) -> None:
         self.processor.discard()

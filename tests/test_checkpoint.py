@@ -21,7 +21,8 @@ from consumer.clients import Clients
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner, Prediction
 from consumer.http import Probe
-from consumer.processing import Partition, Processor, Target
+from consumer.partition import Partition
+from consumer.processing import Processor, Target
 from consumer.query import Store
 from consumer.restore import Restorer
 from consumer.session import Session
