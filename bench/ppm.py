@@ -1,6 +1,6 @@
 """A plain PPM-C predictor, the reference `bench/quality.py` measures the learner against.
 
-Independent of the learner's own count model (`consumer.core.baseline`): its own tables, its own
+Independent of the learner's own count model (`consumer.core.count_model`): its own tables, its own
 code, nothing shared but the stream. It is the classic algorithm (Moffat 1990), with nothing
 tuned to any stream:
 

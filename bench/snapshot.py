@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "messages": len(records),
         "fill_s": round(fill_s, 2),
         "period": ns.period,
-        "baseline_contexts": learner.baseline.contexts,
+        "baseline_contexts": learner.count_model.contexts,
         "snapshot_bytes": len(data),
         "snapshot_zlib_bytes": len(zlib.compress(data, 1)),
         "snapshot_ms": median_ms(lambda: snapshot_bytes(learner), ns.repeat),

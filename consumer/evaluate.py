@@ -264,7 +264,7 @@ def _results(
         "vocabulary": len(learner.vocab),
         "new_tokens": learner.vocab.new_tokens,
         "recycled_tokens": learner.vocab.recycled,
-        "baseline_contexts": learner.baseline.contexts,
+        "baseline_contexts": learner.count_model.contexts,
         **{f"outliers_{name}": n for name, n in zip(READINGS, learner.outliers_read, strict=True)},
         "max_rss_mb": peak_resident_mb(),
         "rss_mb": resident_mb(),

@@ -125,7 +125,7 @@ def test_all_distinct_tokens_score_nothing_and_keep_a_finite_log_loss() -> None:
     data = streams.distinct(600)
 
     def sizes() -> tuple[int, ...]:
-        return len(learner.vocab), len(learner.keys), learner.baseline.contexts, learner.replay.filled
+        return len(learner.vocab), len(learner.keys), learner.count_model.contexts, learner.replay.filled
 
     learner.learn_predict_many(data[:300])
     full = sizes()
@@ -301,10 +301,10 @@ def test_the_stream_generators_are_seeded_and_of_their_kind() -> None:
 
 
 def test_a_tokens_first_sighting_is_new_until_it_is_seen_again() -> None:
-    from consumer.core.baseline import BOS_UID, NEW_UID, Baseline
+    from consumer.core.count_model import BOS_UID, NEW_UID, CountModel
     from consumer.core.vocab import NEW_ID
 
-    b = Baseline(orders=(1, 2), size=8, max_contexts=100)
+    b = CountModel(orders=(1, 2), size=8, max_contexts=100)
     b.assign(3, uid=0)  # "x", new after the begin-of-stream mark: counted as NEW there
     b.learn((BOS_UID,), NEW_UID, NEW_ID, born=0)
     b.assign(4, uid=1)  # "y", new after x: counted as NEW there
@@ -405,10 +405,10 @@ def feed_all(learner: Learner, records: list[tuple[str | None, str]], chunk: int
 
 
 def test_a_context_expects_the_token_first_seen_there_as_far_as_the_stream_has_shown_it() -> None:
-    from consumer.core.baseline import BOS_UID, NEW_UID, Baseline
+    from consumer.core.count_model import BOS_UID, NEW_UID, CountModel
     from consumer.core.vocab import NEW_ID
 
-    b = Baseline(orders=(1,), size=16, max_contexts=100)
+    b = CountModel(orders=(1,), size=16, max_contexts=100)
     b.assign(3, uid=0)  # "a"
     b.learn((BOS_UID,), NEW_UID, NEW_ID, born=0)
     b.assign(4, uid=1)  # "x", first seen after a
@@ -426,7 +426,7 @@ def test_a_context_expects_the_token_first_seen_there_as_far_as_the_stream_has_s
     ids, counts, _ = b.followers(after_a)
     assert dict(zip(ids, counts, strict=True)) == pytest.approx({4: 2, NEW_ID: 1 / 3, 5: 2 / 3})
     # A stream of ids: what follows a context is new every time, and NEW keeps its count.
-    ids_after = Baseline(orders=(1,), size=64, max_contexts=100)
+    ids_after = CountModel(orders=(1,), size=64, max_contexts=100)
     ids_after.assign(3, uid=0)
     for uid in range(1, 40):
         ids_after.assign(3 + uid, uid=uid)

@@ -66,7 +66,7 @@ def state_of(learner: Learner) -> dict[str, Any]:
         "evicted_keys": learner.evicted_keys,
         "vocab": (learner.vocab.new_tokens, learner.vocab.recycled, list(learner.vocab._ids)),
         "keys": list(learner.keys.states),
-        "contexts": learner.baseline.contexts,
+        "contexts": learner.count_model.contexts,
     }
 
 
@@ -432,9 +432,9 @@ def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **old)
     once = int(learner.vocab.assigned_at[learner.vocab.tokens.index("once")])
-    assert list(restore(data, SMALL).baseline.births) == [once]  # the token seen once waits
+    assert list(restore(data, SMALL).count_model.births) == [once]  # the token seen once waits
     restored = restore(buffer.getvalue(), SMALL)
-    assert restored.baseline.births == {}
+    assert restored.count_model.births == {}
     mixer = restored.program.get_state()[-5:]  # weights, shared, updates, shared_updates, overall
     for array, name in zip((mixer[0], mixer[1], mixer[4]), ("weights", "shared", "overall"), strict=True):
         assert not np.asarray(array)[..., new_inputs].any()

@@ -2,24 +2,25 @@
 
 For each message the learner needs two views of the count model: before the message (what it
 predicted for it: the mixer learns from that) and after it (its prediction for the key's next
-token), and the baseline's back-off distribution after it (`backoff`). Each view is, per order,
-the counts of the followers of the matched context. They are gathered message by message as
-the model learns (cheap dict reads), then blended for the whole
-call in a few array operations: p_o = a_o c_o + k_o p_(o-1) down to a uniform distribution over
+token), and the baseline's back-off distribution after it: `distributions` gives both. Each
+view is, per order, the counts of the followers of the matched context. They are gathered
+message by message as the model learns (cheap dict reads), then blended for the whole call in
+a few array operations: p_o = a_o c_o + k_o p_(o-1) down to a uniform distribution over
 the classes in use, with a_o = 1 / (n_o + d_o) and k_o = d_o / (n_o + d_o) (Witten-Bell), or
 a_o = 0, k_o = 1 where the context has no counts. Every operation is elementwise per message,
 so a message's distributions do not depend on the call it came in.
 
->>> from consumer.core.baseline import Baseline
->>> b = Baseline(orders=(1,), size=6, max_contexts=10)
+>>> from consumer.core.count_model import CountModel
+>>> b = CountModel(orders=(1,), size=6, max_contexts=10)
 >>> b.assign(3, uid=0)
 >>> rows = CountRows(count=1, orders=(1,), size=6)
 >>> rows.gather(0, BEFORE, b, (-2,), end=4)
 >>> b.learn((-2,), 0, 3)
 >>> rows.gather(0, AFTER, b, (-2,), end=4)
->>> [round(float(p), 3) for p in rows.backoff(top=1)[0, 2:4]]
+>>> backoff, blended = rows.distributions(top=1)
+>>> [round(float(p), 3) for p in backoff[0, 2:4]]
 [0.5, 0.5]
->>> [[round(float(p), 3) for p in row] for row in rows.blend()[0, AFTER][:, 2:4]]
+>>> [[round(float(p), 3) for p in row] for row in blended[0, AFTER][:, 2:4]]
 [[0.25, 0.75], [0.125, 0.875]]
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from consumer.core.baseline import Baseline
+from consumer.core.count_model import CountModel
 from consumer.core.vocab import FIRST_ID, NEW_ID
 
 __all__ = ["AFTER", "BEFORE", "CountRows"]
@@ -47,22 +48,16 @@ class CountRows:
         self._values: list[float] = []
         self._repeats: list[int] = []  # messages whose view before is the last one's after
 
-    def gather(self, i: int, side: int, baseline: Baseline, context: tuple[int, ...], end: int) -> None:
-        """Message i's view `side` (BEFORE or AFTER): the counts after `context`, classes < end.
-        Longer contexts are looked up only while the shorter ones exist (they are learned
-        together, and the longer ones leave first)."""
+    def gather(self, i: int, side: int, baseline: CountModel, context: tuple[int, ...], end: int) -> None:
+        """Message i's view `side` (BEFORE or AFTER): the counts after `context`, classes < end,
+        one row per suffix the count model matches (`CountModel.matched`)."""
         view = i * 2 + side
         self.counts[i, side, 0] = baseline.unigram[: self.size]  # ids past the call's reach: none in use
         stats, at, values, size = self._stats, self._at, self._values, self.size
         first = view * self.rows * 2
         stats[first], stats[first + 1] = baseline.unigram_total, baseline.unigram_distinct
         base = view * self.rows * size
-        for row, order in enumerate(self.orders, start=1):
-            if order > len(context):
-                break
-            entry = baseline.entry(context[-order:])
-            if entry is None or not entry.total:
-                break
+        for row, entry in enumerate(baseline.matched(context), start=1):
             start = base + row * size
             ids, counts, distinct = baseline.followers(entry)
             at.extend([start + token_id for token_id in ids])
@@ -97,15 +92,21 @@ class CountRows:
             self.counts[repeats, BEFORE] = self.counts[repeats - 1, AFTER]
             self._repeats = []
 
-    def backoff(self, top: int) -> np.ndarray:
+    def distributions(self, top: int) -> tuple[np.ndarray, np.ndarray]:
+        """The baseline's back-off distribution after each message (`_backoff` over rows
+        0..top), and the blended rows of both views (`_blend`), from the counts gathered. Once
+        per call: the blend is made in place of the counts, after the back-off has read them."""
+        self._place()
+        backoff = self._backoff(top)
+        return backoff, self._blend()
+
+    def _backoff(self, top: int) -> np.ndarray:
         """The baseline's distribution after each message (count, width) float32: PPM method C
         with exclusions over rows 0..top, the classic back-off model. The longest context with
         counts gives each follower c / (n + d) and passes the escape d / (n + d) down; each
         shorter one shares that among the classes not seen above it; a uniform over the rest
         ends it. Its most likely token is the most frequent follower of the longest context
-        seen before. Classes from `width` (one past the largest id in use) on are left out.
-        Call it before `blend`, which overwrites the counts."""
-        self._place()
+        seen before. Classes from `width` (one past the largest id in use) on are left out."""
         ends = self.ends[:, AFTER]
         width = self.width
         counts = self.counts[:, AFTER, :, :width]
@@ -129,9 +130,9 @@ class CountRows:
         """One past the largest class in use in the call: the columns worth computing."""
         return max(self._ends) if self._ends else FIRST_ID
 
-    def blend(self) -> np.ndarray:
-        """The distributions (count, 2, rows, width) float32: zero for classes not in use."""
-        self._place()
+    def _blend(self) -> np.ndarray:
+        """The distributions (count, 2, rows, width) float32, zero for classes not in use, made
+        in place of the counts."""
         width = self.width
         counts = self.counts[..., :width]
         stats, ends = self.stats, self.ends

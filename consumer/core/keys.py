@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.core.baseline import NEW_UID
+from consumer.core.count_model import NEW_UID
 from consumer.core.repair import READINGS, Pending
 from consumer.core.scoring import PREDICTORS
 from consumer.core.snapshot_read import Section, check_range
@@ -42,7 +42,7 @@ class KeyState:
     guesses: tuple[int, ...] = ()  # per predictor, after the last message; () before any
     # (predictors, classes) float16: the classes NEW_ID, NEW_ID + 1, ... in use at the time
     log_probs: np.ndarray | None = None
-    # The count model's uids of the newest entries (`consumer.core.baseline.uid_of`), valid
+    # The count model's uids of the newest entries (`consumer.core.count_model.uid_of`), valid
     # while the vocabulary has recycled `checked` ids: a cache, never saved.
     uids: list[int] = field(default_factory=list)
     checked: int = -1

@@ -12,7 +12,7 @@ The per-message contract, for message m of key k:
 4. no prediction is ever made with weights that were updated on its own target.
 
 Three predictors run side by side and are scored alike (`consumer.core.scoring`): the LSTM, the
-baseline (`consumer.core.baseline`, order-N counts) and the published one, their geometric
+baseline (`consumer.core.count_model`, order-N counts) and the published one, their geometric
 mixture with weights learned online (`consumer.core.mixer`), rarely worse than its best input,
 with a hundredth of the baseline's distribution blended in (`publish`): a mixture that grew too
 sure of itself still leaves every class at least that share of the baseline's probability. Its
@@ -50,9 +50,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from consumer.core import repair
-from consumer.core.baseline import NEW_UID, Baseline, uid_of
 from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads, width_for, widths
 from consumer.core.config import LearnerConfig
+from consumer.core.count_model import NEW_UID, CountModel, uid_of
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
 from consumer.core.novelty import Novelty
@@ -135,7 +135,7 @@ class Learner:
         self.program = Program(cfg)
         self.vocab = Vocabulary(cfg.capacity)
         self.keys = KeyTable(cfg.max_keys, cfg.history)
-        self.baseline = Baseline(
+        self.count_model = CountModel(
             cfg.count_orders, cfg.vocab_size, cfg.baseline_max_contexts, cfg.baseline_order
         )
         self.replay = Replay(cfg.replay_buffer, cfg.window + 1, cfg.seed + 1)
@@ -221,8 +221,9 @@ class Learner:
             batch.vocab_end[i] = m.end
         width = counts.width
         baseline = np.zeros((count, reach), np.float32)
-        baseline[:, :width] = counts.backoff(cfg.baseline_row)
-        batch.counts[:count, :, :, :width] = counts.blend()[:, :, cfg.mixed_rows]
+        backoff, blended = counts.distributions(cfg.baseline_row)
+        baseline[:, :width] = backoff
+        batch.counts[:count, :, :, :width] = blended[:, :, cfg.mixed_rows]
         lstm, mixture, losses = self._run(batch)
         new = self._novelty(messages, mixture, baseline)
         published = publish(self.novelty.calibrate(mixture, new), baseline)
@@ -295,7 +296,7 @@ class Learner:
         previous_serial = state.serials[-1]
         token_id, new, displaced = self.vocab.encode(token, serial)
         if new:
-            self.baseline.assign(token_id, serial, displaced if displaced >= 0 else None)
+            self.count_model.assign(token_id, serial, displaced if displaced >= 0 else None)
         assigned_at = self.vocab.assigned_at
         if state.checked != self.vocab.recycled:  # an id was recycled since: some may read NEW now
             pairs = zip(state.ids[-order - 1 :], state.serials[-order - 1 :], strict=True)
@@ -306,7 +307,7 @@ class Learner:
         if i and self._last is state and displaced < 0:  # the key's last view after: nothing since
             counts.repeat(i, end)
         else:
-            counts.gather(i, BEFORE, self.baseline, self._context(state), end)
+            counts.gather(i, BEFORE, self.count_model, self._context(state), end)
         if state.outlier is not None:
             self._weigh(state, state.outlier, uid, target_id, end)
         history, history_serials = self._history(state)
@@ -315,19 +316,19 @@ class Learner:
         serials[window - len(recent) : window] = history_serials[-window:]
         ids[window], serials[window] = token_id, serial
         context = self._context(state)
-        guess = repair.outlier(self.baseline, context, uid)
+        guess = repair.outlier(self.count_model, context, uid)
         if guess is not None and state.outlier is not None:
             self._settle(state)  # another outlier: the first one is read as it leads (as now)
         # The count model learns the stream as the key's history reads it: an outlier read out
         # is not learned as the context of the tokens after it.
-        self.baseline.learn(context, uid, target_id, born=known_since if new else None)
+        self.count_model.learn(context, uid, target_id, born=known_since if new else None)
         self.keys.append(state, token_id, serial)
         self._last = state
         state.uids.append(known_since)
         del state.uids[: -order - 1]
         if guess is not None:
             state.outlier = repair.Pending(serial, *guess, self.readings.prior())
-        counts.gather(i, AFTER, self.baseline, self._context(state), end)
+        counts.gather(i, AFTER, self.count_model, self._context(state), end)
         history, history_serials = self._history(state)
         recent = history[-window:]
         predict_ids[window - len(recent) :] = recent
@@ -371,7 +372,7 @@ class Learner:
         scores = tuple(
             score
             + math.log(
-                max(repair.probability(self.baseline, self._context(state, r), uid, token_id, end), 1e-12)
+                max(repair.probability(self.count_model, self._context(state, r), uid, token_id, end), 1e-12)
             )
             for r, score in enumerate(pending.scores)
         )

@@ -34,10 +34,9 @@ follower is real (text), "kept" wins and nothing changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from consumer.core.baseline import Baseline, Followers
+from consumer.core.count_model import CountModel, Followers
 from consumer.core.vocab import NEW_ID
 
 __all__ = [
@@ -108,27 +107,15 @@ def view(
     return [*entries[:at], guess, *entries[at + 1 :]], serials
 
 
-def _matched(baseline: Baseline, context: tuple[int, ...]) -> Iterator[Followers]:
-    """The followers of each counted suffix of `context`, shortest first, walked as the count
-    rows walk them: a longer one only while the shorter ones exist."""
-    for order in baseline.orders:
-        if order > len(context):
-            return
-        entry = baseline.entry(context[-order:])
-        if entry is None or not entry.total:
-            return
-        yield entry
-
-
-def longest(baseline: Baseline, context: tuple[int, ...]) -> Followers | None:
+def longest(baseline: CountModel, context: tuple[int, ...]) -> Followers | None:
     """The followers of the longest counted suffix of `context`."""
     best = None
-    for entry in _matched(baseline, context):
+    for entry in baseline.matched(context):
         best = entry
     return best
 
 
-def outlier(baseline: Baseline, context: tuple[int, ...], uid: int) -> tuple[int, int] | None:
+def outlier(baseline: CountModel, context: tuple[int, ...], uid: int) -> tuple[int, int] | None:
     """(id, uid) of g when the token (`uid`) is an outlier after `context`, else None."""
     entry = longest(baseline, context)
     if entry is None or entry.total < MIN_SEEN:
@@ -139,7 +126,7 @@ def outlier(baseline: Baseline, context: tuple[int, ...], uid: int) -> tuple[int
     return entry.ids[top], entry.uids[top]
 
 
-def probability(baseline: Baseline, context: tuple[int, ...], uid: int, token_id: int, end: int) -> float:
+def probability(baseline: CountModel, context: tuple[int, ...], uid: int, token_id: int, end: int) -> float:
     """The count model's probability of the token after `context`: each order blended with the
     ones below by Witten-Bell escapes, from a uniform over the classes in use, as
     `consumer.core.count_rows` blends them."""
@@ -147,7 +134,7 @@ def probability(baseline: Baseline, context: tuple[int, ...], uid: int, token_id
     n, d = baseline.unigram_total, baseline.unigram_distinct
     if n:
         p = (float(baseline.unigram[token_id]) + d * p) / (n + d)
-    for entry in _matched(baseline, context):
+    for entry in baseline.matched(context):
         ids, counts, distinct = baseline.followers(entry)
         count = counts[ids.index(token_id)] if token_id in ids else 0
         p = (count + distinct * p) / (entry.total + distinct)

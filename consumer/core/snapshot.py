@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from consumer.core.baseline import Baseline
 from consumer.core.compiled import mixer_size, state_shapes
 from consumer.core.config import MIXED_ORDERS_BEFORE, LearnerConfig
+from consumer.core.count_model import CountModel
 from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
 from consumer.core.mixer import MixerState, initial_mixer
@@ -74,7 +74,7 @@ __all__ = [
 
 FORMAT = "lstm-stream-snapshot"
 # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers; 4: the
-# count model's births (`consumer.core.baseline`), the vocabulary's sightings (it grows), the
+# count model's births (`consumer.core.count_model`), the vocabulary's sightings (it grows), the
 # mixer reads order 3 too; 5: the mixer reads order 1 too (`_older_mixer`), the published NEW
 # probability's weights (`consumer.core.novelty`) and each key's mixture NEW probability
 VERSION = 5
@@ -114,7 +114,7 @@ def snapshot_bytes(learner: Learner) -> bytes:
     parts = {
         "vocab": learner.vocab.save(),
         "keys": learner.keys.save(learner.vocab.end),
-        "baseline": learner.baseline.save(),
+        "baseline": learner.count_model.save(),
         "replay": learner.replay.save(),
         **{f"score_{name}": score.save() for name, score in learner.scores.items()},
     }
@@ -182,7 +182,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     ):
         raise SnapshotError("corrupt snapshot: outlier_readings must be three counts")
     in_use = {int(vocab.assigned_at[i]): i for i in range(FIRST_ID, end)}
-    baseline = Baseline.load(
+    count_model = CountModel.load(
         Section(archive, header, "baseline"),
         config.count_orders,
         size,
@@ -191,7 +191,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         in_use,
         births=version >= 4,
     )
-    if baseline.unigram[end:].any():
+    if count_model.unigram[end:].any():
         raise SnapshotError("corrupt snapshot: baseline counts for ids not in use")
     replay = Replay.load(
         Section(archive, header, "replay"),
@@ -206,7 +206,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         "variables": variables,
         "vocab": vocab,
         "keys": keys,
-        "baseline": baseline,
+        "count_model": count_model,
         "replay": replay,
         "scores": scores,
         "messages": messages,

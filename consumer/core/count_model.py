@@ -18,7 +18,7 @@ a plain PPM would have counted it from the start (`births`). A token never seen 
 stays a NEW count for good. Until then the count is both: when the context comes back, is it
 followed by the token born there, or by yet another new one? The stream answers (`reborn`,
 `unborn`: what followed such contexts so far), and a context's NEW count is read as that share
-for its tokens born there, the rest for NEW (`Baseline.followers`). A package's lifecycle step
+for its tokens born there, the rest for NEW (`CountModel.followers`). A package's lifecycle step
 first seen once is expected there the next time; on a stream of ids, NEW stays NEW.
 
 Contexts and followers are keyed by token *uids* (the serial of the message that gave the token
@@ -28,7 +28,7 @@ is bounded: at most `max_contexts` short and as many long contexts, least recent
 dropped first, and a context whose count passes `LIMIT` halves its counts, which also lets it
 follow a drifting stream.
 
->>> b = Baseline(orders=(1, 2), size=8, max_contexts=100)
+>>> b = CountModel(orders=(1, 2), size=8, max_contexts=100)
 >>> b.assign(3, uid=0)
 >>> b.assign(4, uid=1)
 >>> history = [BOS_UID]
@@ -43,7 +43,7 @@ follow a drifting stream.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ import numpy as np
 from consumer.core.snapshot_read import Section, SnapshotError, check_range
 from consumer.core.vocab import BOS_ID, FIRST_ID, NEW_ID, PAD_ID
 
-__all__ = ["BOS_UID", "LIMIT", "NEW_UID", "Baseline", "uid_of"]
+__all__ = ["BOS_UID", "LIMIT", "NEW_UID", "CountModel", "uid_of"]
 
 NEW_UID, BOS_UID = -(NEW_ID + 1), -(BOS_ID + 1)  # the reserved ids' uids: never a token's serial
 LIMIT = 255  # a context's total count; past it, its counts are halved
@@ -120,7 +120,7 @@ class Followers:
         self.total = sum(self.counts)
 
 
-class Baseline:
+class CountModel:
     def __init__(self, orders: tuple[int, ...], size: int, max_contexts: int, short: int = 4) -> None:
         """Contexts of up to `short` ids and longer ones are two tables of at most
         `max_contexts` each: the many long contexts of a text never push out the short ones."""
@@ -237,6 +237,18 @@ class Baseline:
         each = new * share / len(live)
         return entry.ids + live, counts + [each] * len(live), len(entry.ids) + len(live)
 
+    def matched(self, context: tuple[int, ...]) -> Iterator[Followers]:
+        """The followers of each counted suffix of `context`, shortest first: a longer one only
+        while the shorter ones exist (they are learned together, and the longer ones leave
+        first). The one walk of the model: the count rows and the outlier readings use it."""
+        for order in self.orders:
+            if order > len(context):
+                return
+            entry = self.entry(context[-order:])
+            if entry is None or not entry.total:
+                return
+            yield entry
+
     def entry(self, context: tuple[int, ...]) -> Followers | None:
         """The followers of `context` that are in the vocabulary, or None."""
         entry = self.tables[len(context) > self.short].get(context)
@@ -286,7 +298,7 @@ class Baseline:
         short: int,
         ids_by_uid: dict[int, int],
         births: bool = True,
-    ) -> Baseline:
+    ) -> CountModel:
         """The table from its columns, checked: context lengths 1..order, counts >= 1 and within
         LIMIT, no context or follower twice (a context may have none left). `ids_by_uid`: the
         vocabulary's tokens. `births`: the snapshot has them (version 4 on; before, every first
