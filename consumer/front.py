@@ -42,7 +42,7 @@ from typing import IO, Any
 
 from consumer import logs
 from consumer.http import JSON, Reply, Server, response, text
-from consumer.query import Pending, Store
+from consumer.query import Staged, Store
 
 __all__ = ["Feed", "Front", "FrontServer"]
 
@@ -109,7 +109,7 @@ class Feed:
         self._owned -= partitions
         self._send(("dropped", set(partitions)))
 
-    def publish(self, partition: int, latest: dict[str | None, Pending]) -> None:
+    def publish(self, partition: int, latest: dict[str | None, Staged]) -> None:
         if partition in self._owned and latest:
             self._send(("publish", partition, latest))
 

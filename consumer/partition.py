@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from consumer.core.scoring import PREDICTORS
-from consumer.query import Pending
+from consumer.query import Staged
 
 if TYPE_CHECKING:
     from consumer.core.learner import Learner, Prediction
@@ -48,7 +48,7 @@ class Partition:
     snapshot_size: int = 0  # bytes of its last snapshot
     counted_from: dict[str, int] = field(default_factory=dict)  # its learner's totals when it came
     # Each key's latest prediction since the last commit: published at the commit (`consumer.query`)
-    staged: dict[str | None, Pending] = field(default_factory=dict)
+    staged: dict[str | None, Staged] = field(default_factory=dict)
 
     @classmethod
     def restored(cls, learner: Learner, offset: int) -> Partition:
@@ -64,7 +64,7 @@ class Partition:
         self,
         records: Sequence[Any],
         predictions: Sequence[Prediction],
-        latest: dict[str | None, Pending],
+        latest: dict[str | None, Staged],
         lag: int | None,
     ) -> None:
         """After a learner call on `records` (dead letters included), in offset order."""
@@ -82,7 +82,7 @@ class Partition:
         """Its snapshot of `size` bytes is in the checkpoint's transaction."""
         self.dirty, self.snapshot_size = False, size
 
-    def take_staged(self) -> dict[str | None, Pending]:
+    def take_staged(self) -> dict[str | None, Staged]:
         """The predictions staged since the last commit, handed over once."""
         staged, self.staged = self.staged, {}
         return staged

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from consumer.partition import Partition
-from consumer.query import Pending
+from consumer.query import Staged
 from consumer.records import (
     INSTANCE_HEADER,
     Decoder,
@@ -57,7 +57,7 @@ class _Done:
     predictions: list[Prediction] = field(default_factory=list)
     values: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, prediction record)
     anomalies: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, anomaly record)
-    latest: dict[str | None, Pending] = field(default_factory=dict)  # each key's last prediction
+    latest: dict[str | None, Staged] = field(default_factory=dict)  # each key's last prediction
     seconds: float = 0.0
 
 
@@ -159,7 +159,7 @@ class Processor:
             # Keyed as the stream was learned: the record key, or the --key-field value's.
             out_key = key.encode() if s.key_field and key is not None else record.key
             done.values.append((out_key, encode_prediction(p, record.partition, record.offset)))
-            done.latest[key] = Pending(record.offset, p.model_step, p.top)
+            done.latest[key] = Staged(record.offset, p.model_step, p.top)
             if is_anomaly(p, g):
                 value = encode_anomaly(p, token, s.input_topic, record.partition, record.offset, g)
                 done.anomalies.append((out_key, value))

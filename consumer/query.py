@@ -1,6 +1,6 @@
 """What comes next for stream K: each key's committed prediction, for ``GET /v1/streams/{key}/next``.
 
-The processing loop stages each key's latest prediction on its partition (`Pending`: the input
+The processing loop stages each key's latest prediction on its partition (`Staged`: the input
 offset it follows, the model step, the top-k) and `publish`es them when the checkpoint that
 holds them commits, through a `Publisher`: in the service, `consumer.front.Feed`, which sends
 them to the front process's copy of this store. A query sees what the predictions topic shows
@@ -23,7 +23,7 @@ computed from it: the store then answers from whichever owned partition last pub
 
 >>> store = Store(instance="a", max_key_bytes=8)
 >>> store.assigned({0}, partitions=2)
->>> store.publish(0, {"k": Pending(41, 12, (("8", 0.9), (None, 0.1)))})
+>>> store.publish(0, {"k": Staged(41, 12, (("8", 0.9), (None, 0.1)))})
 >>> store.answer("/v1/streams/k/next")[0], store.answer("/v1/streams/%FF/next")[0]
 (200, 400)
 >>> store.answer("/v1/streams/k/next")[1]["top"]
@@ -41,13 +41,13 @@ from typing import Any, Protocol
 
 from kafka.partitioner.default import murmur2
 
-__all__ = ["Pending", "Publisher", "Store", "partition_of"]
+__all__ = ["Publisher", "Staged", "Store", "partition_of"]
 
 PREFIX, SUFFIX, DEFAULT = "/v1/streams/", "/next", "/v1/default-stream/next"
 
 
 @dataclass(frozen=True)
-class Pending:
+class Staged:
     """A key's latest prediction: the input offset it follows, the model step, the top-k."""
 
     offset: int
@@ -61,7 +61,7 @@ class Publisher(Protocol):
     def assigned(self, owned: set[int], partitions: int) -> None: ...
     def owned(self) -> list[int]: ...
     def dropped(self, partitions: set[int]) -> None: ...
-    def publish(self, partition: int, latest: dict[str | None, Pending]) -> None: ...
+    def publish(self, partition: int, latest: dict[str | None, Staged]) -> None: ...
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -79,7 +79,7 @@ class Store:
         self.keys_from_values = keys_from_values
         self._lock = threading.Lock()
         self._partitions = 0  # of the input topic, once known
-        self._owned: dict[int, dict[str | None, Pending]] = {}
+        self._owned: dict[int, dict[str | None, Staged]] = {}
         self._latest: dict[str | None, int] = {}  # keys_from_values: key -> partition that last had it
 
     # -- the processing loop's side ---------------------------------------------------------
@@ -101,7 +101,7 @@ class Store:
                     if self._latest.get(key) == p:
                         del self._latest[key]
 
-    def publish(self, partition: int, latest: dict[str | None, Pending]) -> None:
+    def publish(self, partition: int, latest: dict[str | None, Staged]) -> None:
         """A commit made these predictions visible."""
         with self._lock:
             if partition in self._owned:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from consumer.front import FrontServer
 from consumer.http import HealthServer, Probe
-from consumer.query import Pending, Store, partition_of
+from consumer.query import Staged, Store, partition_of
 from tests.consumer_harness import SEED_UNIT, ConsumerProcess, read_all
 from tests.test_consumer_service import Topics
 
@@ -181,7 +181,7 @@ def served_store() -> Any:
     """The port as the consumer serves it: the front, forwarding the rest to a HealthServer."""
     store = Store(instance="fuzz", max_key_bytes=32)
     store.assigned({0}, partitions=2)
-    store.publish(0, {"k": Pending(1, 2, (("a", 0.5),)), None: Pending(3, 4, ())})
+    store.publish(0, {"k": Staged(1, 2, (("a", 0.5),)), None: Staged(3, 4, ())})
     address = f"\0lstm-stream-test-fuzz-{id(store)}"
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     unix.bind(address)

@@ -17,7 +17,7 @@ import pytest
 
 from consumer.front import Front, FrontServer
 from consumer.http import HealthServer, Probe, Server
-from consumer.query import Pending, Store
+from consumer.query import Staged, Store
 
 
 class _Metrics:
@@ -147,8 +147,8 @@ def _unix(name: str) -> tuple[str, socket.socket]:
 def _store() -> Store:
     store = Store(instance="t", max_key_bytes=64)
     store.assigned({0, 1}, partitions=2)
-    store.publish(0, {"k": Pending(5, 6, (("a", 0.75),))})
-    store.publish(1, {"k": Pending(5, 6, (("a", 0.75),))})
+    store.publish(0, {"k": Staged(5, 6, (("a", 0.75),))})
+    store.publish(1, {"k": Staged(5, 6, (("a", 0.75),))})
     return store
 
 
@@ -219,8 +219,8 @@ def test_the_front_process_is_fed_answers_and_exits_with_its_feed(abstract_socke
         assert _get(front.port, "/metrics")[1] == b"metric 2\n"
         assert _get(front.port, "/v1/streams/k/next")[0] == 404  # nothing owned yet
         front.feed.assigned({0, 1}, 2)
-        front.feed.publish(0, {"k": Pending(9, 3, (("x", 0.5), (None, 0.25)))})
-        front.feed.publish(1, {"k": Pending(9, 3, (("x", 0.5), (None, 0.25)))})
+        front.feed.publish(0, {"k": Staged(9, 3, (("x", 0.5), (None, 0.25)))})
+        front.feed.publish(1, {"k": Staged(9, 3, (("x", 0.5), (None, 0.25)))})
 
         def answered() -> bool:
             return _get(front.port, "/v1/streams/k/next")[0] == 200
@@ -247,7 +247,7 @@ def test_a_front_that_dies_is_reported() -> None:
         assert _get(front.port, "/healthz")[0] == 200
         os.kill(front.process.pid, signal.SIGKILL)
         _eventually(lambda: exits == [-signal.SIGKILL])
-        front.feed.publish(0, {"k": Pending(1, 1, ())})  # a broken pipe does not reach the loop
+        front.feed.publish(0, {"k": Staged(1, 1, ())})  # a broken pipe does not reach the loop
     finally:
         front.close()
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from consumer.core.count_model import NEW_UID
-from consumer.core.repair import READINGS, Pending
+from consumer.core.repair import READINGS, OutlierReading
 from consumer.core.scoring import PREDICTORS
 from consumer.core.snapshot_read import Section, check_range
 from consumer.core.vocab import BOS_ID, FIRST_ID, NEW_ID
@@ -46,7 +46,7 @@ class KeyState:
     # while the vocabulary has recycled `checked` ids: a cache, never saved.
     uids: list[int] = field(default_factory=list)
     checked: int = -1
-    outlier: Pending | None = None  # an entry of the history is an outlier still being read
+    outlier: OutlierReading | None = None  # an entry of the history is an outlier still being read
     new_mix: float = 0.0  # the mixture's NEW probability in the pending guess (`consumer.core.novelty`)
 
 
@@ -187,7 +187,7 @@ class KeyTable:
         return table
 
 
-def _load_outliers(section: Section, count: int, end: int, messages: int) -> list[Pending | None]:
+def _load_outliers(section: Section, count: int, end: int, messages: int) -> list[OutlierReading | None]:
     serials = section.array("outlier_serials", np.int64, (count,))
     guesses = section.array("outlier_guesses", np.int64, (count, 2))
     scores = section.array("outlier_scores", np.float64, (count, len(READINGS)))
@@ -198,7 +198,7 @@ def _load_outliers(section: Section, count: int, end: int, messages: int) -> lis
     if not np.isfinite(scores).all() or (scores.size and scores.max() > 0):
         raise section.error("outlier scores must be finite log-probabilities")
     return [
-        Pending(int(serials[i]), int(guesses[i, 0]), int(guesses[i, 1]), tuple(scores[i].tolist()))
+        OutlierReading(int(serials[i]), int(guesses[i, 0]), int(guesses[i, 1]), tuple(scores[i].tolist()))
         if some[i]
         else None
         for i in range(count)

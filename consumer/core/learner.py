@@ -58,8 +58,8 @@ from consumer.core.keys import Key, KeyState, KeyTable
 from consumer.core.novelty import Novelty
 from consumer.core.replay import Replay
 from consumer.core.scoring import PREDICTORS, Score
+from consumer.core.stale import StaleIds
 from consumer.core.vocab import FIRST_ID, NEW_ID, Vocabulary
-from consumer.core.windows import Views
 
 __all__ = ["BASELINE_SHARE", "Key", "KeyState", "Learner", "Prediction", "publish"]
 
@@ -209,7 +209,7 @@ class Learner:
         if self.vocab.end > reach:  # never: the arrays would hold ids past their width
             raise AssertionError(f"the vocabulary reached {self.vocab.end}, past its bound {reach}")
         events = [(m.token_id, m.serial) for m in messages if m.new]
-        views = Views(assigned_before, events, self.messages, count)
+        views = StaleIds(assigned_before, events, self.messages, count)
         batch.inputs[:count], batch.targets[:count] = views.encode(ids, serials)
         batch.predict[:count] = views.encode(predict_ids, predict_serials)[0]
         if replay and count:
@@ -327,7 +327,7 @@ class Learner:
         state.uids.append(known_since)
         del state.uids[: -order - 1]
         if guess is not None:
-            state.outlier = repair.Pending(serial, *guess, self.readings.prior())
+            state.outlier = repair.OutlierReading(serial, *guess, self.readings.prior())
         counts.gather(i, AFTER, self.count_model, self._context(state), end)
         history, history_serials = self._history(state)
         recent = history[-window:]
@@ -344,7 +344,7 @@ class Learner:
         return _Message(key, state, token, token_id, serial, new, known_since, previous_serial, end, outlier)
 
     # -- outliers: a key's history under the leading reading of its pending outlier ---------
-    def _guess_uid(self, pending: repair.Pending) -> int:
+    def _guess_uid(self, pending: repair.OutlierReading) -> int:
         return uid_of(pending.guess_id, pending.serial, self.vocab.assigned_at)
 
     def _history(self, state: KeyState, reading: int | None = None) -> tuple[list[int], list[int]]:
@@ -365,7 +365,9 @@ class Learner:
             uids, _ = repair.view(uids, aligned, pending, reading, self._guess_uid(pending))
         return tuple(uids[-order:])
 
-    def _weigh(self, state: KeyState, pending: repair.Pending, uid: int, token_id: int, end: int) -> None:
+    def _weigh(
+        self, state: KeyState, pending: repair.OutlierReading, uid: int, token_id: int, end: int
+    ) -> None:
         """The key's next token is here: each reading of its outlier gains the log-probability
         the count model gives the token under it; settled once one leads by MARGIN, or once the
         outlier has left the longest context."""

@@ -22,7 +22,7 @@ follower is real (text), "kept" wins and nothing changes.
 >>> [round(p, 3) for p in readings.prior()]
 [-1.099, -1.099, -1.099]
 >>> readings.record(REMOVED)
->>> pending = Pending(serial=7, guess_id=3, guess_uid=2, scores=readings.prior())
+>>> pending = OutlierReading(serial=7, guess_id=3, guess_uid=2, scores=readings.prior())
 >>> pending.leading(), READINGS[pending.leading()]
 (1, 'removed')
 >>> view([5, 6, 9, 4], [1, 4, 7, 8], pending, IMPUTED, guess=3)
@@ -47,7 +47,7 @@ __all__ = [
     "READINGS",
     "REMOVED",
     "TYPICAL",
-    "Pending",
+    "OutlierReading",
     "Readings",
     "longest",
     "outlier",
@@ -63,7 +63,7 @@ MARGIN = math.log(20.0)  # the lead, in nats, that settles a reading
 
 
 @dataclass(frozen=True)
-class Pending:
+class OutlierReading:
     """An outlier still being read: its message's serial, g, and each reading's score so far."""
 
     serial: int
@@ -95,7 +95,7 @@ class Readings:
 
 
 def view(
-    entries: list[int], serials: list[int], pending: Pending, reading: int, guess: int
+    entries: list[int], serials: list[int], pending: OutlierReading, reading: int, guess: int
 ) -> tuple[list[int], list[int]]:
     """A history's entries (ids, or uids) and their serials under a reading of its pending
     outlier; `guess` is g as an entry of the same kind."""

@@ -9,7 +9,7 @@ call and the (sorted) assignments made during it, so that the answer for each me
 one it would get if it came alone: bit-identical however the call is cut.
 
 >>> before = np.array([-1, -1, -1, 0, 1, -1])  # ids 3 and 4 assigned by messages 0 and 1
->>> views = Views(before, events=[(3, 5)], first=5, count=2)  # message 5 recycles id 3
+>>> views = StaleIds(before, events=[(3, 5)], first=5, count=2)  # message 5 recycles id 3
 >>> ids, serials = np.array([[4, 3], [3, 3]]), np.array([[1, 2], [2, 5]])
 >>> inputs, targets = views.encode(ids, serials)
 >>> inputs.tolist(), targets.tolist()
@@ -22,12 +22,15 @@ import numpy as np
 
 from consumer.core.vocab import NEW_ID
 
-__all__ = ["Views"]
+__all__ = ["StaleIds"]
 
 SPAN = 1 << 40  # serials stay below this: an (id, serial) pair packs into one int64
 
 
-class Views:
+class StaleIds:
+    """Whether each (id, serial) entry of a call's windows still names its token for the
+    message reading it, and whether it was the token's first sighting."""
+
     def __init__(
         self, assigned_before: np.ndarray, events: list[tuple[int, int]], first: int, count: int
     ) -> None:
