@@ -24,11 +24,12 @@ import tensorflow as tf
 
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
-from consumer.core.mixer import MixerState, initial_mixer, mixer_shapes
+from consumer.core.mixer import MIXER_VOCAB_AXES, MixerState, initial_mixer, mixer_shapes
 from consumer.core.mixer import learn as mixer_learn
 from consumer.core.mixer import mix as mixer_mix
 from consumer.core.mixer import reset as mixer_reset
 from consumer.core.network import (
+    PARAM_VOCAB_AXES,
     AdamState,
     Params,
     adam_update,
@@ -45,6 +46,7 @@ __all__ = [
     "configure_threads",
     "initial_weights",
     "mixer_size",
+    "state_layout",
     "state_shapes",
     "width_for",
     "widths",
@@ -123,27 +125,19 @@ def width_for(vocab_end: int, vocab_size: int) -> int:
     return next(w for w in widths(vocab_size) if w >= vocab_end)
 
 
-def _vocab_axes() -> list[int | None]:
-    """For each array of `state_shapes`, its axis over token ids (None: it has none)."""
-    params = [0, None, None, None, 1, 0]  # embedding, kernel, recurrent, bias, dense kernel, bias
-    return [
-        *params,
-        *params,
-        *params,
-        None,
-        0,
-        None,
-        0,
-        None,
-        None,
-    ]  # mixer: weights, shared, updates, n, overall
+def state_layout(config: LearnerConfig) -> list[tuple[tuple[int, ...], int | None]]:
+    """The program's state, each array's shape with its axis over token ids (None: none):
+    weights, Adam m, Adam v (each in `Params` order), the Adam step, then the mixer's
+    `MixerState`."""
+    shapes = param_shapes(config.vocab_size, config.embedding_dim, config.units)
+    params = list(zip(shapes, PARAM_VOCAB_AXES, strict=True))
+    mixer = list(zip(mixer_shapes(*mixer_size(config)), MIXER_VOCAB_AXES, strict=True))
+    return [*params, *params, *params, ((), None), *mixer]
 
 
 def state_shapes(config: LearnerConfig) -> list[tuple[int, ...]]:
-    """The program's state: weights, Adam m, Adam v (each in `Params` order), the Adam step,
-    then the mixer's `MixerState`."""
-    shapes = list(param_shapes(config.vocab_size, config.embedding_dim, config.units))
-    return [*shapes, *shapes, *shapes, (), *mixer_shapes(*mixer_size(config))]
+    """The shapes of `state_layout`."""
+    return [shape for shape, _ in state_layout(config)]
 
 
 @dataclass
@@ -229,7 +223,9 @@ class Program:
         inputs, contexts = mixer_size(config)
         # The mixer starts on its last input: the count model's longest blended order.
         mixer = initial_mixer(inputs, contexts, start=inputs - 1)
-        self._shapes = state_shapes(config)
+        layout = state_layout(config)
+        self._shapes = [shape for shape, _ in layout]
+        self._axes = [axis for _, axis in layout]
         self._sizes = [int(np.prod(shape)) for shape in self._shapes]
         # One flat variable for weights, Adam slots, step and mixer: a call passes one resource
         # handle instead of 23, which is most of a single-message call's overhead.
@@ -259,7 +255,7 @@ class Program:
         whole = [tf.reshape(part, shape) for part, shape in zip(parts, self._shapes, strict=True)]
         tensors = [
             t if axis is None else (t[:width] if axis == 0 else t[:, :width])
-            for t, axis in zip(whole, _vocab_axes(), strict=True)
+            for t, axis in zip(whole, self._axes, strict=True)
         ]
         n = len(Params._fields)
         adam = AdamState(Params(*tensors[n : 2 * n]), Params(*tensors[2 * n : 3 * n]), tensors[3 * n])
@@ -271,7 +267,7 @@ class Program:
         """Store the arrays back; ids past the width (never in use yet) keep what they held."""
         tensors = [*params, *adam.m, *adam.v, adam.step, *mixer]
         out = []
-        for new, old, axis in zip(tensors, whole, _vocab_axes(), strict=True):
+        for new, old, axis in zip(tensors, whole, self._axes, strict=True):
             width = None if axis is None else new.shape[axis]
             if width is not None and width < old.shape[axis]:
                 rest = old[width:] if axis == 0 else old[:, width:]

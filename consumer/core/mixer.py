@@ -33,7 +33,16 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["MIN_PROB", "MixerState", "initial_mixer", "learn", "mix", "mixer_shapes", "reset"]
+__all__ = [
+    "MIN_PROB",
+    "MIXER_VOCAB_AXES",
+    "MixerState",
+    "initial_mixer",
+    "learn",
+    "mix",
+    "mixer_shapes",
+    "reset",
+]
 
 MIN_PROB = 1e-6  # inputs are clipped here: one confident wrong input can't veto a class
 DECAY_STEPS = 200.0  # a weight vector's rate decays as 1/sqrt(1 + its updates / DECAY_STEPS)
@@ -50,6 +59,10 @@ class MixerState(NamedTuple):
 
 def mixer_shapes(inputs: int, contexts: int) -> MixerState:
     return MixerState((contexts, inputs), (inputs,), (contexts,), (), (inputs,))
+
+
+# Each array's axis over token ids (its contexts are the token before), beside the shapes above.
+MIXER_VOCAB_AXES = MixerState(0, None, 0, None, None)
 
 
 def initial_mixer(inputs: int, contexts: int, start: int) -> MixerState:

@@ -27,6 +27,7 @@ import tensorflow as tf
 from consumer.core.vocab import NEW_ID
 
 __all__ = [
+    "PARAM_VOCAB_AXES",
     "AdamState",
     "Params",
     "adam_update",
@@ -44,6 +45,13 @@ class Params(NamedTuple):
     bias: tf.Tensor  # (4U,)
     dense_kernel: tf.Tensor  # (U, V)
     dense_bias: tf.Tensor  # (V,)
+
+
+# Each weight's axis over token ids (None: it has none), beside its shape below: a call reads
+# and trains only the ids its vocabulary reaches.
+PARAM_VOCAB_AXES = Params(
+    embedding=0, kernel=None, recurrent_kernel=None, bias=None, dense_kernel=1, dense_bias=0
+)
 
 
 def param_shapes(vocab_size: int, embedding_dim: int, units: int) -> Params:
