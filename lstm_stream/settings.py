@@ -44,6 +44,7 @@ __all__ = [
     "Secret",
     "add_arguments",
     "at_least",
+    "check_fields",
     "describe",
     "env_name",
     "flag_name",
@@ -51,6 +52,7 @@ __all__ = [
     "load",
     "one_of",
     "option",
+    "positive_finite",
     "unknown_variables",
 ]
 
@@ -105,6 +107,24 @@ def option(
 
 def at_least(low: float) -> Check:
     return lambda v: None if v >= low else f"must be >= {low:g}, got {v!r}"
+
+
+def positive_finite(v: float) -> str | None:
+    return None if 0 < v < float("inf") else f"must be > 0 and finite, got {v!r}"
+
+
+def check_fields(settings: Any) -> None:
+    """Each field's `option(choices=..., check=...)` on its value, as `from_namespace` checks
+    a flag's: for settings made in code (the learner embedded in a program, a snapshot's)."""
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        choices = field.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{flag_name(field.name)}: must be one of {', '.join(choices)}, got {value!r}")
+        check = field.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{flag_name(field.name)}: {problem}")
 
 
 def one_of(values: Iterable[str]) -> Check:

@@ -18,7 +18,7 @@ from typing import Any
 
 from consumer.core.compile_cache import DEFAULT_DIR as DEFAULT_CACHE_DIR
 from consumer.core.vocab import RESERVED
-from lstm_stream.settings import ConfigError, at_least, option
+from lstm_stream.settings import at_least, check_fields, option, positive_finite
 
 __all__ = ["MODES", "LearnerConfig"]
 
@@ -38,49 +38,70 @@ def _cache_dir(text: str) -> str:
 class LearnerConfig:
     """Everything that shapes a partition's learner. Shared by `run` and `evaluate`."""
 
-    window: int = option(64, "window length L: tokens the LSTM reads per prediction", group=MODEL)
-    units: int = option(16, "LSTM cells", group=MODEL)
-    embedding_dim: int = option(8, "embedding size of a token id", group=MODEL)
+    window: int = option(
+        64, "window length L: tokens the LSTM reads per prediction", check=at_least(1), group=MODEL
+    )
+    units: int = option(16, "LSTM cells", check=at_least(1), group=MODEL)
+    embedding_dim: int = option(8, "embedding size of a token id", check=at_least(1), group=MODEL)
     capacity: int = option(
         4096,
         "most tokens the vocabulary holds per partition: it grows from 256, doubling, while its "
         "tokens recur; past it a new token takes the least recently seen one's id",
+        check=at_least(1),
         group=MODEL,
     )
-    learning_rate: float = option(0.03, "Adam learning rate", group=MODEL)
+    learning_rate: float = option(0.03, "Adam learning rate", check=positive_finite, group=MODEL)
     learning_rate_decay_steps: int = option(
         1000, "learning rate decays as 1/sqrt(1 + step/N); 0 = constant", group=MODEL
     )
     loss_steps: int = option(
-        64, "trailing window positions trained per step (1 = only the newest token)", group=MODEL
+        64,
+        "trailing window positions trained per step (1 = only the newest token)",
+        check=at_least(1),
+        group=MODEL,
     )
-    replay: int = option(2, "extra windows from recent history trained with each step", group=MODEL)
-    replay_buffer: int = option(1024, "recent training windows kept for replay", group=MODEL)
+    replay: int = option(
+        2, "extra windows from recent history trained with each step", check=at_least(0), group=MODEL
+    )
+    replay_buffer: int = option(
+        1024, "recent training windows kept for replay", check=at_least(1), group=MODEL
+    )
     mode: str = option(
         "strict", "strict: exact per-message semantics; relaxed: batched", choices=MODES, group=MODEL
     )
     seed: int = option(0, "seed of the weights' initialization and of replay sampling", group=MODEL)
     max_keys: int = option(
-        10_000, "keys kept per partition; least recently used beyond are evicted", group=MODEL
+        10_000,
+        "keys kept per partition; least recently used beyond are evicted",
+        check=at_least(1),
+        group=MODEL,
     )
     baseline_order: int = option(
-        4, "longest context of the baseline (PPM-C back-off counts, scored beside the LSTM)", group=MODEL
+        4,
+        "longest context of the baseline (PPM-C back-off counts, scored beside the LSTM)",
+        check=at_least(1),
+        group=MODEL,
     )
     context_order: int = option(
         16,
         "longest context the count model keeps for the mixer (every second order above --baseline-order)",
+        check=at_least(0),
         group=MODEL,
     )
     baseline_max_contexts: int = option(
         50_000,
         "contexts the count model keeps per partition, short and long each; least recently updated beyond",
+        check=at_least(1),
         group=MODEL,
     )
     mixer_learning_rate: float = option(
-        0.003, "learning rate of the mixer of the LSTM's and the count model's predictions", group=MODEL
+        0.003,
+        "learning rate of the mixer of the LSTM's and the count model's predictions",
+        check=positive_finite,
+        group=MODEL,
     )
-    intra_op_threads: int = option(1, "TensorFlow intra-op threads", group=MODEL)
-    inter_op_threads: int = option(1, "TensorFlow inter-op threads", group=MODEL)
+    intra_op_threads: int = option(1, "TensorFlow intra-op threads", check=at_least(0), group=MODEL)
+    inter_op_threads: int = option(1, "TensorFlow inter-op threads", check=at_least(0), group=MODEL)
     compile_cache_dir: str = option(
         DEFAULT_CACHE_DIR,
         "compiled programs kept here for the next start (shared safely by processes; none: no cache)",
@@ -89,30 +110,7 @@ class LearnerConfig:
     )
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("window", 1),
-            ("units", 1),
-            ("embedding_dim", 1),
-            ("capacity", 1),
-            ("loss_steps", 1),
-            ("replay", 0),
-            ("replay_buffer", 1),
-            ("max_keys", 1),
-            ("baseline_order", 1),
-            ("context_order", 0),
-            ("baseline_max_contexts", 1),
-            ("intra_op_threads", 0),
-            ("inter_op_threads", 0),
-        ):
-            problem = at_least(low)(getattr(self, name))
-            if problem:
-                raise ConfigError(f"--{name.replace('_', '-')}: {problem}")
-        for name in ("learning_rate", "mixer_learning_rate"):
-            value = getattr(self, name)
-            if not value > 0 or value == float("inf"):
-                raise ConfigError(f"--{name.replace('_', '-')}: must be > 0 and finite, got {value!r}")
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
+        check_fields(self)  # made in code too (an embedding program, a snapshot's settings)
 
     @property
     def trained_positions(self) -> int:
