@@ -122,8 +122,8 @@ class CountRowScores:
         self.chances: list[np.ndarray] = []  # (n, rows): each row's probability of the target
         run = learner.program.run
 
-        def recording(batch: Batch) -> Any:
-            n = batch.count
+        def recording(batch: Batch[np.ndarray, int]) -> Any:
+            n = batch.messages
             before = batch.counts[:n, 0]  # (n, rows, width)
             ids = batch.inputs[:n, self.window]
             target = np.where(batch.reset[:n] >= 0, NEW_ID, ids)

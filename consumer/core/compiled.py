@@ -16,8 +16,7 @@ import ctypes
 import logging
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import numpy as np
 import tensorflow as tf
@@ -55,6 +54,9 @@ __all__ = [
 BUCKETS = (8, 64, 512, 4096)
 
 log = logging.getLogger(__name__)
+
+A = TypeVar("A")  # a batch's arrays: numpy on the host, tensors in the programs
+C = TypeVar("C")  # its message count: an int, or an int32 tensor
 
 
 def configure_threads(intra: int, inter: int) -> None:
@@ -140,49 +142,55 @@ def state_shapes(config: LearnerConfig) -> list[tuple[int, ...]]:
     return [shape for shape, _ in state_layout(config)]
 
 
-@dataclass
-class Batch:
-    """Host-prepared inputs of one call, already padded to a bucket size."""
+class Batch(NamedTuple, Generic[A, C]):
+    """Host-prepared inputs of one call, already padded to a bucket size: numpy arrays and the
+    message count on the host (`Batch[np.ndarray, int]`), the same as tensors in the compiled
+    programs (`Batch[tf.Tensor, tf.Tensor]`). Each field's padding is in `PADDING`."""
 
-    inputs: np.ndarray  # (N, L+1) int32: the L ids before the message, then the message's id
-    targets: np.ndarray  # (N, L) int32: the id that follows each of the first L positions
+    inputs: A  # (N, L+1) int32: the L ids before the message, then the message's id
+    targets: A  # (N, L) int32: the id that follows each of the first L positions
     # (N, L) int32: the window the next token is predicted from: the last L ids, the message's
     # included, as the key's history reads then (`consumer.core.repair`)
-    predict: np.ndarray
-    replay_inputs: np.ndarray  # (N, R, L+1) int32: windows sampled from recent history
-    replay_targets: np.ndarray  # (N, R, L) int32
-    reset: np.ndarray  # (N,) int32: an id (re)assigned by the message, its rows start afresh; -1 none
+    predict: A
+    replay_inputs: A  # (N, R, L+1) int32: windows sampled from recent history
+    replay_targets: A  # (N, R, L) int32
+    reset: A  # (N,) int32: an id (re)assigned by the message, its rows start afresh; -1 none
     # (N,) float32: 1, or 0 for an outlier read out of its key's history: the mixer's vector of
     # the token before it does not learn from it (the shared vector does)
-    learn_mixer: np.ndarray
-    vocab_end: np.ndarray  # (N,) int32: ids below this are in use after the message
-    counts: np.ndarray  # (N, 2, mixed rows, V or a width W) float32: count rows before / after it
-    count: int  # real messages; the rest is padding
+    learn_mixer: A
+    vocab_end: A  # (N,) int32: ids below this are in use after the message
+    counts: A  # (N, 2, mixed rows, V or a width W) float32: count rows before / after it
+    messages: C  # real messages; the rest is padding
 
     @classmethod
-    def empty(cls, size: int, config: LearnerConfig, replay: int, width: int | None = None) -> Batch:
+    def empty(
+        cls, size: int, config: LearnerConfig, replay: int, width: int | None = None
+    ) -> Batch[np.ndarray, int]:
         """A batch of `size` padding rows, its count rows `width` wide (default the full size:
         a call allocates only the width its vocabulary can reach)."""
         window, vocab = config.window, width or config.vocab_size
-        return cls(
-            np.zeros((size, window + 1), np.int32),
-            np.zeros((size, window), np.int32),
-            np.zeros((size, window), np.int32),
-            np.zeros((size, replay, window + 1), np.int32),
-            np.zeros((size, replay, window), np.int32),
-            np.full(size, -1, np.int32),
-            np.ones(size, np.float32),
-            np.full(size, RESERVED, np.int32),
-            np.zeros((size, 2, len(config.mixed_rows), vocab), np.float32),
+        shapes = Batch(
+            (window + 1,),
+            (window,),
+            (window,),
+            (replay, window + 1),
+            (replay, window),
+            (),
+            (),
+            (),
+            (2, len(config.mixed_rows), vocab),
             0,
         )
+        arrays = [np.full((size, *shape), pad) for shape, pad in zip(shapes[:-1], PADDING[:-1], strict=True)]
+        return Batch._make([*arrays, 0])
 
-    def segment(self, start: int, end: int, size: int, width: int) -> Batch:
-        """Messages start..end as a batch of `size` (padded as `empty` pads) at a vocabulary
-        `width`: the count rows cut to it (every id in use is below it)."""
+    def segment(self, start: int, end: int, size: int, width: int) -> Batch[np.ndarray, int]:
+        """Messages start..end of a host batch as a batch of `size` (padded as `empty` pads) at
+        a vocabulary `width`: the count rows cut to it (every id in use is below it)."""
+        batch = cast("Batch[np.ndarray, int]", self)
         count = end - start
         # The whole batch at its own size: its padding rows are padding already, no copy.
-        whole = start == 0 and end == self.count and size == self.inputs.shape[0]
+        whole = start == 0 and end == batch.messages and size == batch.inputs.shape[0]
 
         def take(array: np.ndarray, pad: float) -> np.ndarray:
             if whole:
@@ -191,18 +199,20 @@ class Batch:
             out[:count] = array[start:end]
             return out
 
-        return Batch(
-            take(self.inputs, 0),
-            take(self.targets, 0),
-            take(self.predict, 0),
-            take(self.replay_inputs, 0),
-            take(self.replay_targets, 0),
-            take(self.reset, -1),
-            take(self.learn_mixer, 1.0),
-            take(self.vocab_end, RESERVED),
-            take(self.counts, 0.0)[:, :, :, :width],
-            count,
+        arrays = [take(array, pad) for array, pad in zip(batch[:-1], PADDING[:-1], strict=True)]
+        return Batch._make([*arrays[:-1], arrays[-1][:, :, :, :width], count])
+
+    def tensors(self) -> Batch[tf.Tensor, tf.Tensor]:
+        """A host batch as the compiled programs take it."""
+        batch = cast("Batch[np.ndarray, int]", self)
+        return Batch._make(
+            [*(tf.constant(array) for array in batch[:-1]), tf.constant(batch.messages, tf.int32)]
         )
+
+
+# Each field's padding, a value of its array's type: a `Batch` of them.
+_I, _F = np.int32, np.float32
+PADDING: Batch[Any, int] = Batch(_I(0), _I(0), _I(0), _I(0), _I(0), _I(-1), _F(1.0), _I(RESERVED), _F(0.0), 0)
 
 
 def _valid(vocab_end: tf.Tensor, size: int, reset: tf.Tensor | None = None) -> tf.Tensor:
@@ -276,23 +286,11 @@ class Program:
         state.assign(tf.concat(out, axis=0))
 
     # -- programs --------------------------------------------------------------------------
-    def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run(self, batch: Batch[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Process a batch; return the LSTM's next-token probabilities after each message
         (count, W), the mixture's (count, W), and the training losses (count,), W being the
         batch's width (its count rows'): one program per bucket size and width."""
-        args = (
-            self.state,
-            tf.constant(batch.inputs),
-            tf.constant(batch.targets),
-            tf.constant(batch.predict),
-            tf.constant(batch.replay_inputs),
-            tf.constant(batch.replay_targets),
-            tf.constant(batch.reset),
-            tf.constant(batch.learn_mixer),
-            tf.constant(batch.vocab_end),
-            tf.constant(batch.counts),
-            tf.constant(batch.count, tf.int32),
-        )
+        args = (self.state, batch.tensors())
         program = (self._key, batch.inputs.shape[0], batch.counts.shape[-1])
         concrete = _CONCRETE.get(program)
         first = concrete is None
@@ -302,7 +300,7 @@ class Program:
             # binding and lookup (about 0.4 ms of a one-message call).
             concrete = _CONCRETE[program] = self._step.get_concrete_function(*args)
         lstm, mixture, losses = concrete(*args)
-        count = batch.count
+        count = batch.messages
         outputs = lstm.numpy()[:count], mixture.numpy()[:count], losses.numpy()[:count]
         if first:  # this call compiled its program (or loaded it from the cache)
             compiled = compile_cache.publish()
@@ -394,19 +392,16 @@ class Program:
         return fresh, AdamState(rows(adam.m, *zeros), rows(adam.v, *zeros), adam.step)
 
     def _strict_loop(
-        self,
-        state: tf.Variable,
-        inputs: tf.Tensor,
-        targets: tf.Tensor,
-        predict: tf.Tensor,
-        replay_inputs: tf.Tensor,
-        replay_targets: tf.Tensor,
-        reset: tf.Tensor,
-        learn_mixer: tf.Tensor,
-        vocab_end: tf.Tensor,
-        counts: tf.Tensor,
-        count: tf.Tensor,
+        self, state: tf.Variable, batch: Batch[tf.Tensor, tf.Tensor]
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        inputs, targets, predict = batch.inputs, batch.targets, batch.predict
+        replay_inputs, replay_targets, reset = batch.replay_inputs, batch.replay_targets, batch.reset
+        learn_mixer, vocab_end, counts, count = (
+            batch.learn_mixer,
+            batch.vocab_end,
+            batch.counts,
+            batch.messages,
+        )
         size = counts.shape[-1]  # the width: every id in use is below it
         rows_per_step = 1 + replay_inputs.shape[1]
         row_weights = tf.fill((rows_per_step,), 1.0 / rows_per_step)
@@ -458,19 +453,15 @@ class Program:
         return lstm_out.stack(), mixture_out.stack(), loss_out.stack()
 
     def _relaxed_step(
-        self,
-        state: tf.Variable,
-        inputs: tf.Tensor,
-        targets: tf.Tensor,
-        predict: tf.Tensor,
-        replay_inputs: tf.Tensor,
-        replay_targets: tf.Tensor,
-        reset: tf.Tensor,
-        learn_mixer: tf.Tensor,
-        vocab_end: tf.Tensor,
-        counts: tf.Tensor,
-        count: tf.Tensor,
+        self, state: tf.Variable, batch: Batch[tf.Tensor, tf.Tensor]
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        inputs, targets, predict, reset = batch.inputs, batch.targets, batch.predict, batch.reset
+        learn_mixer, vocab_end, counts, count = (
+            batch.learn_mixer,
+            batch.vocab_end,
+            batch.counts,
+            batch.messages,
+        )
         size = counts.shape[-1]
         params, adam, mixer, whole = self._read(state, size)
         # Every prediction of the batch comes from the weights as of the batch start.

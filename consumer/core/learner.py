@@ -194,8 +194,8 @@ class Learner:
         replay = cfg.replay if cfg.mode == "strict" else 0  # relaxed batches train without replay
         # The widest the call's vocabulary can get: every array over token ids is that wide.
         reach = width_for(self.vocab.reach([t for _, t in records], self.messages), cfg.vocab_size)
-        batch = Batch.empty(size, cfg, replay, reach)
-        batch.count = count = len(records)
+        count = len(records)
+        batch = Batch.empty(size, cfg, replay, reach)._replace(messages=count)
         assigned_before = self.vocab.assigned_at.copy()
         ids = np.zeros((count, cfg.window + 1), np.int32)
         serials = np.zeros((count, cfg.window + 1), np.int64)
@@ -254,14 +254,14 @@ class Learner:
             state.new_mix = guess[0]
         return new
 
-    def _run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _run(self, batch: Batch[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The compiled call(s), at the narrowest vocabulary width that holds the ids in use.
 
         Strict: each message runs at its own width (the width for the vocabulary after it), so
         that a message's arithmetic never depends on how messages are grouped into calls; a call
         whose vocabulary crosses a width runs as one segment per width. Relaxed: one step per
         call, at the width of its last message."""
-        count, vocab, reach = batch.count, self.config.vocab_size, batch.counts.shape[-1]
+        count, vocab, reach = batch.messages, self.config.vocab_size, batch.counts.shape[-1]
         lstm = np.zeros((count, reach), np.float32)
         mixture = np.zeros((count, reach), np.float32)
         losses = np.zeros(count, np.float32)
