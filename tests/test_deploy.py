@@ -260,6 +260,9 @@ def test_dockerfile_is_pinned_and_caches_dependencies(name: str) -> None:
     first_source = next(i for i, (w, rest) in enumerate(steps) if w == "COPY" and rest.startswith(name))
     assert deps < first_source, "dependencies must be installed before the source is copied"
     assert [r for w, r in steps[:deps] if w == "COPY"] == [f"requirements/{lock} ./"], "only the lock before"
+    # What `pip install .` builds from: the project's metadata and the files it names.
+    source = {name for w, r in steps[deps:] if w == "COPY" for name in r.split()[:-1]}
+    assert {"pyproject.toml", "LICENSE", "README.md", "lstm_stream", name} <= source
     assert service(name)["build"]["dockerfile"] == f"deploy/docker/{name}.Dockerfile"
 
 

@@ -28,7 +28,7 @@ RUN pip install --require-hashes -r consumer.lock \
     && rm -rf "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tensorflow/include"
 
 # Then the source.
-COPY README.md ./
+COPY pyproject.toml LICENSE README.md ./
 COPY lstm_stream ./lstm_stream
 COPY producer ./producer
 COPY consumer ./consumer

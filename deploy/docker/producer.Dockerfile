@@ -23,7 +23,7 @@ COPY requirements/producer.lock ./
 RUN pip install --require-hashes -r producer.lock
 
 # Then the source: the shared settings and the producer (the consumer's code is not copied).
-COPY README.md ./
+COPY pyproject.toml LICENSE README.md ./
 COPY lstm_stream ./lstm_stream
 COPY producer ./producer
 RUN pip install --no-deps . && rm -rf build ./*.egg-info
