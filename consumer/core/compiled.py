@@ -1,4 +1,7 @@
-"""The compiled programs: the strict in-graph loop over messages and the relaxed batched step.
+"""What the compiled programs share: their batch, their state, and one training and mixing step.
+
+Each mode's program is a subclass of `Program` in a module of its own: the strict in-graph loop
+over messages (`consumer.core.strict`) and the relaxed batched step (`consumer.core.relaxed`).
 
 Inputs are prepared by the host (windows and their targets, replay windows, (re)assigned ids,
 the vocabulary in use); weights and Adam state live in one flat `tf.Variable`, updated in place.
@@ -26,7 +29,6 @@ from consumer.core.config import LearnerConfig
 from consumer.core.mixer import MIXER_VOCAB_AXES, MixerState, initial_mixer, mixer_shapes
 from consumer.core.mixer import learn as mixer_learn
 from consumer.core.mixer import mix as mixer_mix
-from consumer.core.mixer import reset as mixer_reset
 from consumer.core.network import (
     PARAM_VOCAB_AXES,
     AdamState,
@@ -34,7 +36,6 @@ from consumer.core.network import (
     adam_update,
     loss_and_grads,
     param_shapes,
-    predict_probs,
 )
 from consumer.core.vocab import NEW_ID, RESERVED, steps
 
@@ -47,6 +48,7 @@ __all__ = [
     "mixer_size",
     "state_layout",
     "state_shapes",
+    "valid_classes",
     "width_for",
     "widths",
 ]
@@ -215,7 +217,7 @@ _I, _F = np.int32, np.float32
 PADDING: Batch[Any, int] = Batch(_I(0), _I(0), _I(0), _I(0), _I(0), _I(-1), _F(1.0), _I(RESERVED), _F(0.0), 0)
 
 
-def _valid(vocab_end: tf.Tensor, size: int, reset: tf.Tensor | None = None) -> tf.Tensor:
+def valid_classes(vocab_end: tf.Tensor, size: int, reset: tf.Tensor | None = None) -> tf.Tensor:
     """The classes a prediction ranges over: NEW and the ids in use (without a fresh one)."""
     ids = tf.range(size)
     valid = (ids >= NEW_ID) & (ids < vocab_end[..., None])
@@ -223,7 +225,13 @@ def _valid(vocab_end: tf.Tensor, size: int, reset: tf.Tensor | None = None) -> t
 
 
 class Program:
-    """Weights, Adam state, the mixer and the compiled steps of one partition's model."""
+    """Weights, Adam state, the mixer and the compiled steps of one partition's model. A mode is
+    a subclass (`consumer.core.strict`, `consumer.core.relaxed`; `program_for` picks it): its
+    compiled `_loop`, whether it trains replayed windows, the widths its messages run at, and
+    whether each message is a model step or the whole call is one."""
+
+    replays: bool  # trains replayed windows beside each message's
+    step_per_message: bool  # each message is a training step (else the whole call is one)
 
     def __init__(self, config: LearnerConfig) -> None:
         self.config = config
@@ -358,9 +366,24 @@ class Program:
         """Compile the program of the bucket for `size` messages, at the width for `vocab_end`,
         now (a call of none: state unchanged)."""
         bucket = next(b for b in BUCKETS if b >= size)
-        replay = self.config.replay if self.config.mode == "strict" else 0
+        replay = self.replay
         width = width_for(vocab_end, self.config.vocab_size)
         self.run(Batch.empty(bucket, self.config, replay, width).segment(0, 0, bucket, width))
+
+    @property
+    def replay(self) -> int:
+        """Replayed windows trained with each message."""
+        return self.config.replay if self.replays else 0
+
+    def call_widths(self, per_message: np.ndarray) -> np.ndarray:
+        """The vocabulary width each message of a call runs at, from the width each one needs."""
+        raise NotImplementedError
+
+    def _loop(
+        self, state: tf.Variable, batch: Batch[tf.Tensor, tf.Tensor]
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The compiled program: the LSTM's and the mixture's distributions and the losses."""
+        raise NotImplementedError
 
     def _reset_rows(self, params: Params, adam: AdamState, token_id: tf.Tensor) -> tuple[Params, AdamState]:
         """A recycled id starts afresh: its embedding row, output column and bias, and their Adam
@@ -391,121 +414,6 @@ class Program:
         )
         return fresh, AdamState(rows(adam.m, *zeros), rows(adam.v, *zeros), adam.step)
 
-    def _strict_loop(
-        self, state: tf.Variable, batch: Batch[tf.Tensor, tf.Tensor]
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        inputs, targets, predict = batch.inputs, batch.targets, batch.predict
-        replay_inputs, replay_targets, reset = batch.replay_inputs, batch.replay_targets, batch.reset
-        learn_mixer, vocab_end, counts, count = (
-            batch.learn_mixer,
-            batch.vocab_end,
-            batch.counts,
-            batch.messages,
-        )
-        size = counts.shape[-1]  # the width: every id in use is below it
-        rows_per_step = 1 + replay_inputs.shape[1]
-        row_weights = tf.fill((rows_per_step,), 1.0 / rows_per_step)
-        params, adam, mixer, whole = self._read(state, size)
-        lstm_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
-        mixture_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
-        loss_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
-
-        def body(i, params, adam, mixer, lstm_out, mixture_out, loss_out):  # type: ignore[no-untyped-def]
-            params, adam = self._reset_rows(params, adam, reset[i])
-            rows = tf.concat([inputs[i][None], replay_inputs[i]], axis=0)
-            row_targets = tf.concat([targets[i][None], replay_targets[i]], axis=0)
-            # The fresh id is no class to train against yet: its message's target is NEW.
-            valid_before = _valid(vocab_end[i], size, reset[i])
-            valid = _valid(vocab_end[i], size)
-            loss, params, adam, before = self._train(
-                params, adam, rows, row_targets, valid_before, row_weights, self.config.trained_positions
-            )
-            after = predict_probs(params, predict[i][None], valid)[0]
-            mixer = mixer_reset(mixer, reset[i])
-            contexts = (inputs[i][-2], predict[i][-1])
-            mixer, mixture = self._mix_one(
-                mixer,
-                before[0],
-                after,
-                counts[i],
-                contexts,
-                targets[i][-1],
-                valid_before,
-                valid,
-                learn_mixer[i],
-            )
-            return (
-                i + 1,
-                params,
-                adam,
-                mixer,
-                lstm_out.write(i, after),
-                mixture_out.write(i, mixture),
-                loss_out.write(i, loss),
-            )
-
-        _, params, adam, mixer, lstm_out, mixture_out, loss_out = tf.while_loop(
-            lambda i, *_: i < count,
-            body,
-            (tf.constant(0), params, adam, mixer, lstm_out, mixture_out, loss_out),
-        )
-        self._write(state, params, adam, mixer, whole)
-        return lstm_out.stack(), mixture_out.stack(), loss_out.stack()
-
-    def _relaxed_step(
-        self, state: tf.Variable, batch: Batch[tf.Tensor, tf.Tensor]
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        inputs, targets, predict, reset = batch.inputs, batch.targets, batch.predict, batch.reset
-        learn_mixer, vocab_end, counts, count = (
-            batch.learn_mixer,
-            batch.vocab_end,
-            batch.counts,
-            batch.messages,
-        )
-        size = counts.shape[-1]
-        params, adam, mixer, whole = self._read(state, size)
-        # Every prediction of the batch comes from the weights as of the batch start.
-        after = predict_probs(params, predict, _valid(vocab_end, size))
-        # The batch holds consecutive windows of its keys, which already cover what strict mode
-        # adds with loss_steps and replay: one row per message, trained at its newest position.
-        use = tf.cast(tf.range(inputs.shape[0]) < count, tf.float32)
-        total = tf.maximum(tf.reduce_sum(use), 1.0)
-        last = tf.maximum(count - 1, 0)
-
-        def reset_one(i, params, adam):  # type: ignore[no-untyped-def]
-            return (i + 1, *self._reset_rows(params, adam, reset[i]))
-
-        _, params, adam = tf.while_loop(lambda i, *_: i < count, reset_one, (tf.constant(0), params, adam))
-        valid = _valid(vocab_end[last], size)
-        loss, new_params, new_adam, before = self._train(params, adam, inputs, targets, valid, use / total, 1)
-        mixture_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
-
-        def mix_one(i, mixer, mixture_out):  # type: ignore[no-untyped-def]
-            mixer = mixer_reset(mixer, reset[i])
-            mixer, mixture = self._mix_one(
-                mixer,
-                before[i],
-                after[i],
-                counts[i],
-                (inputs[i][-2], predict[i][-1]),
-                targets[i][-1],
-                _valid(vocab_end[i], size, reset[i]),
-                _valid(vocab_end[i], size),
-                learn_mixer[i],
-            )
-            return i + 1, mixer, mixture_out.write(i, mixture)
-
-        _, mixer, mixture_out = tf.while_loop(
-            lambda i, *_: i < count, mix_one, (tf.constant(0), mixer, mixture_out)
-        )
-        # A call of no message (a warm-up) leaves the state as it was.
-        params, adam = tf.nest.map_structure(
-            lambda new, old: tf.where(count > 0, new, old), (new_params, new_adam), (params, adam)
-        )
-        self._write(state, params, adam, mixer, whole)
-        loss = tf.where(count > 0, loss, 0.0)
-        return after, mixture_out.stack(), tf.fill((inputs.shape[0],), loss)
-
 
 # Compiled steps shared by every Program of the same model settings and mode, so that a
 # process with many partitions (or a learner restored from a snapshot) traces and compiles each
@@ -526,10 +434,9 @@ def _program_key(config: LearnerConfig) -> tuple[Any, ...]:
 
 
 def _shared_step(program: Program) -> Any:
-    config = program.config
     key = program._key
     step = _SHARED.get(key)
     if step is None:
-        method = program._strict_loop if config.mode == "strict" else program._relaxed_step
+        method = program._loop
         step = _SHARED[key] = tf.function(method, jit_compile=True, reduce_retracing=False, autograph=False)
     return step

@@ -50,12 +50,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from consumer.core import repair
-from consumer.core.compiled import BUCKETS, Batch, Program, configure_threads, width_for, widths
+from consumer.core.compiled import BUCKETS, Batch, configure_threads, width_for, widths
 from consumer.core.config import LearnerConfig
 from consumer.core.count_model import NEW_UID, CountModel, uid_of
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
 from consumer.core.novelty import Novelty
+from consumer.core.programs import program_for
 from consumer.core.replay import Replay
 from consumer.core.scoring import PREDICTORS, Score
 from consumer.core.stale import StaleIds
@@ -132,7 +133,7 @@ class Learner:
         self.top_k = top_k
         self.min_batch = min(max(min_batch, 1), BUCKETS[-1])
         configure_threads(cfg.intra_op_threads, cfg.inter_op_threads)
-        self.program = Program(cfg)
+        self.program = program_for(cfg)
         self.vocab = Vocabulary(cfg.capacity)
         self.keys = KeyTable(cfg.max_keys, cfg.history)
         self.count_model = CountModel(
@@ -191,7 +192,7 @@ class Learner:
     def _process(self, records: Sequence[tuple[Key, str]]) -> list[Prediction]:
         cfg = self.config
         size = self._bucket(len(records))
-        replay = cfg.replay if cfg.mode == "strict" else 0  # relaxed batches train without replay
+        replay = self.program.replay
         # The widest the call's vocabulary can get: every array over token ids is that wide.
         reach = width_for(self.vocab.reach([t for _, t in records], self.messages), cfg.vocab_size)
         count = len(records)
@@ -269,8 +270,7 @@ class Learner:
             return lstm, mixture, losses
         sizes = np.array(widths(vocab))
         per_message = sizes[np.searchsorted(sizes, batch.vocab_end[:count])]  # as width_for, vectorised
-        if self.config.mode != "strict":
-            per_message[:] = per_message[-1]
+        per_message = self.program.call_widths(per_message)
         cuts = [0, *(np.flatnonzero(np.diff(per_message)) + 1).tolist(), count]
         for start, end in itertools.pairwise(cuts):
             width = int(per_message[start])
@@ -413,7 +413,7 @@ class Learner:
         chosen = np.take_along_axis(stacked, guesses[:, :, None], axis=2)[:, :, 0]
         logs = np.log(np.maximum(stacked[:, :, NEW_ID:], 1e-12)).astype(np.float16)
         tops = self._top(logs[:, 0], mixture, ends)
-        strict, step_at_start = self.config.mode == "strict", self.model_step
+        strict, step_at_start = self.program.step_per_message, self.model_step
         out = []
         for i, m in enumerate(messages):
             if m.new:
