@@ -16,13 +16,16 @@ Beyond `max_keys` the least recently used key is evicted.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from consumer.core.count_model import NEW_UID
+from consumer.core import repair
+from consumer.core.count_model import NEW_UID, CountModel, uid_of
 from consumer.core.repair import READINGS, OutlierReading
 from consumer.core.scoring import PREDICTORS
 from consumer.core.snapshot_read import Section, check_range
@@ -48,6 +51,60 @@ class KeyState:
     checked: int = -1
     outlier: OutlierReading | None = None  # an entry of the history is an outlier still being read
     new_mix: float = 0.0  # the mixture's NEW probability in the pending guess (`consumer.core.novelty`)
+
+    # -- its outlier: the history read under the leading reading (`consumer.core.repair`) ----
+    def history(self, reading: int | None = None) -> tuple[list[int], list[int]]:
+        """The history's ids and serials, read as its pending outlier's `reading` (leading)."""
+        pending = self.outlier
+        if pending is None:
+            return self.ids, self.serials
+        reading = pending.leading() if reading is None else reading
+        return repair.view(self.ids, self.serials, pending, reading, pending.guess_id)
+
+    def context(self, order: int, assigned_at: np.ndarray, reading: int | None = None) -> tuple[int, ...]:
+        """The count model's context for the key's next token: its last `order` uids, read
+        likewise (`assigned_at`: the vocabulary's, to name the outlier's g as a uid)."""
+        uids, pending = self.uids, self.outlier
+        if pending is not None:
+            reading = pending.leading() if reading is None else reading
+            aligned = self.serials[-len(uids) :]
+            uids, _ = repair.view(uids, aligned, pending, reading, _guess_uid(pending, assigned_at))
+        return tuple(uids[-order:])
+
+    def weigh(
+        self, model: CountModel, uid: int, token_id: int, end: int, order: int, assigned_at: np.ndarray
+    ) -> int | None:
+        """The key's next token is here: each reading of its outlier gains the log-probability
+        the count model gives the token under it. Settled (the reading returned) once one leads
+        by MARGIN, or once the outlier has left the longest context."""
+        pending = self.outlier
+        assert pending is not None
+        scores = tuple(
+            score
+            + math.log(
+                max(repair.probability(model, self.context(order, assigned_at, r), uid, token_id, end), 1e-12)
+            )
+            for r, score in enumerate(pending.scores)
+        )
+        self.outlier = pending = dataclasses.replace(pending, scores=scores)
+        if pending.settled() or pending.serial not in self.serials[-order:]:
+            return self.settle(assigned_at)
+        return None
+
+    def settle(self, assigned_at: np.ndarray) -> int:
+        """Repair the history to its outlier's leading reading, for good; that reading."""
+        pending = self.outlier
+        assert pending is not None
+        reading = pending.leading()
+        aligned = self.serials[-len(self.uids) :]
+        self.uids, _ = repair.view(self.uids, aligned, pending, reading, _guess_uid(pending, assigned_at))
+        self.ids, self.serials = self.history(reading)
+        self.outlier = None
+        return reading
+
+
+def _guess_uid(pending: OutlierReading, assigned_at: np.ndarray) -> int:
+    return uid_of(pending.guess_id, pending.serial, assigned_at)
 
 
 class KeyTable:

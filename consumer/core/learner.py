@@ -41,7 +41,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -307,18 +306,18 @@ class Learner:
         if i and self._last is state and displaced < 0:  # the key's last view after: nothing since
             counts.repeat(i, end)
         else:
-            counts.gather(i, BEFORE, self.count_model, self._context(state), end)
+            counts.gather(i, BEFORE, self.count_model, state.context(order, assigned_at), end)
         if state.outlier is not None:
-            self._weigh(state, state.outlier, uid, target_id, end)
-        history, history_serials = self._history(state)
+            self._count_reading(state.weigh(self.count_model, uid, target_id, end, order, assigned_at))
+        history, history_serials = state.history()
         recent = history[-window:]
         ids[window - len(recent) : window] = recent
         serials[window - len(recent) : window] = history_serials[-window:]
         ids[window], serials[window] = token_id, serial
-        context = self._context(state)
+        context = state.context(order, assigned_at)
         guess = repair.outlier(self.count_model, context, uid)
         if guess is not None and state.outlier is not None:
-            self._settle(state)  # another outlier: the first one is read as it leads (as now)
+            self._count_reading(state.settle(assigned_at))  # another: the first is read as it leads
         # The count model learns the stream as the key's history reads it: an outlier read out
         # is not learned as the context of the tokens after it.
         self.count_model.learn(context, uid, target_id, born=known_since if new else None)
@@ -328,8 +327,8 @@ class Learner:
         del state.uids[: -order - 1]
         if guess is not None:
             state.outlier = repair.OutlierReading(serial, *guess, self.readings.prior())
-        counts.gather(i, AFTER, self.count_model, self._context(state), end)
-        history, history_serials = self._history(state)
+        counts.gather(i, AFTER, self.count_model, state.context(order, assigned_at), end)
+        history, history_serials = state.history()
         recent = history[-window:]
         predict_ids[window - len(recent) :] = recent
         predict_serials[window - len(recent) :] = history_serials[-window:]
@@ -343,56 +342,11 @@ class Learner:
         )
         return _Message(key, state, token, token_id, serial, new, known_since, previous_serial, end, outlier)
 
-    # -- outliers: a key's history under the leading reading of its pending outlier ---------
-    def _guess_uid(self, pending: repair.OutlierReading) -> int:
-        return uid_of(pending.guess_id, pending.serial, self.vocab.assigned_at)
-
-    def _history(self, state: KeyState, reading: int | None = None) -> tuple[list[int], list[int]]:
-        """The key's history ids and serials, read as its pending outlier's `reading` (leading)."""
-        pending = state.outlier
-        if pending is None:
-            return state.ids, state.serials
-        reading = pending.leading() if reading is None else reading
-        return repair.view(state.ids, state.serials, pending, reading, pending.guess_id)
-
-    def _context(self, state: KeyState, reading: int | None = None) -> tuple[int, ...]:
-        """The count model's context for the key's next token: its last uids, read likewise."""
-        order, pending = self.config.count_orders[-1], state.outlier
-        uids = state.uids
-        if pending is not None:
-            reading = pending.leading() if reading is None else reading
-            aligned = state.serials[-len(uids) :]
-            uids, _ = repair.view(uids, aligned, pending, reading, self._guess_uid(pending))
-        return tuple(uids[-order:])
-
-    def _weigh(
-        self, state: KeyState, pending: repair.OutlierReading, uid: int, token_id: int, end: int
-    ) -> None:
-        """The key's next token is here: each reading of its outlier gains the log-probability
-        the count model gives the token under it; settled once one leads by MARGIN, or once the
-        outlier has left the longest context."""
-        scores = tuple(
-            score
-            + math.log(
-                max(repair.probability(self.count_model, self._context(state, r), uid, token_id, end), 1e-12)
-            )
-            for r, score in enumerate(pending.scores)
-        )
-        state.outlier = pending = dataclasses.replace(pending, scores=scores)
-        if pending.settled() or pending.serial not in state.serials[-self.config.count_orders[-1] :]:
-            self._settle(state)
-
-    def _settle(self, state: KeyState) -> None:
-        """Repair the key's history to its outlier's leading reading, for good."""
-        pending = state.outlier
-        assert pending is not None
-        reading = pending.leading()
-        self.outliers_read[reading] += 1
-        self.readings.record(reading)
-        aligned = state.serials[-len(state.uids) :]
-        state.uids, _ = repair.view(state.uids, aligned, pending, reading, self._guess_uid(pending))
-        state.ids, state.serials = self._history(state, reading)
-        state.outlier = None
+    def _count_reading(self, reading: int | None) -> None:
+        """An outlier of a key was settled as `reading`: the prior of the next ones learns it."""
+        if reading is not None:
+            self.outliers_read[reading] += 1
+            self.readings.record(reading)
 
     # -- the host pass after it ------------------------------------------------------------
     def _finish_all(
