@@ -52,6 +52,23 @@ class KeyState:
     outlier: OutlierReading | None = None  # an entry of the history is an outlier still being read
     new_mix: float = 0.0  # the mixture's NEW probability in the pending guess (`consumer.core.novelty`)
 
+    def read_into(self, ids: np.ndarray, serials: np.ndarray) -> None:
+        """The history's newest entries (as `history()` reads them), right-aligned into `ids`
+        and `serials`; the positions before them are left as they are (padding)."""
+        history, history_serials = self.history()
+        width = len(ids)
+        recent = history[-width:]
+        ids[width - len(recent) :] = recent
+        serials[width - len(recent) :] = history_serials[-width:]
+
+    def refresh_uids(self, order: int, assigned_at: np.ndarray, recycled: int) -> None:
+        """Name the newest entries as the count model does, once the vocabulary has recycled
+        ids (`recycled` so far) since they were last named: some may read NEW now."""
+        if self.checked != recycled:
+            pairs = zip(self.ids[-order - 1 :], self.serials[-order - 1 :], strict=True)
+            self.uids = [uid_of(t, s, assigned_at) for t, s in pairs]
+            self.checked = recycled
+
     # -- its outlier: the history read under the leading reading (`consumer.core.repair`) ----
     def history(self, reading: int | None = None) -> tuple[list[int], list[int]]:
         """The history's ids and serials, read as its pending outlier's `reading` (leading)."""

@@ -51,7 +51,7 @@ import numpy as np
 from consumer.core import repair
 from consumer.core.compiled import BUCKETS, Batch, configure_threads, width_for, widths
 from consumer.core.config import LearnerConfig
-from consumer.core.count_model import NEW_UID, CountModel, uid_of
+from consumer.core.count_model import NEW_UID, CountModel
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
 from consumer.core.novelty import Novelty
@@ -297,10 +297,7 @@ class Learner:
         if new:
             self.count_model.assign(token_id, serial, displaced if displaced >= 0 else None)
         assigned_at = self.vocab.assigned_at
-        if state.checked != self.vocab.recycled:  # an id was recycled since: some may read NEW now
-            pairs = zip(state.ids[-order - 1 :], state.serials[-order - 1 :], strict=True)
-            state.uids = [uid_of(t, s, assigned_at) for t, s in pairs]
-            state.checked = self.vocab.recycled
+        state.refresh_uids(order, assigned_at, self.vocab.recycled)
         known_since = int(assigned_at[token_id])
         uid, target_id, end = (NEW_UID if new else known_since), (NEW_ID if new else token_id), self.vocab.end
         if i and self._last is state and displaced < 0:  # the key's last view after: nothing since
@@ -309,10 +306,7 @@ class Learner:
             counts.gather(i, BEFORE, self.count_model, state.context(order, assigned_at), end)
         if state.outlier is not None:
             self._count_reading(state.weigh(self.count_model, uid, target_id, end, order, assigned_at))
-        history, history_serials = state.history()
-        recent = history[-window:]
-        ids[window - len(recent) : window] = recent
-        serials[window - len(recent) : window] = history_serials[-window:]
+        state.read_into(ids[:window], serials[:window])
         ids[window], serials[window] = token_id, serial
         context = state.context(order, assigned_at)
         guess = repair.outlier(self.count_model, context, uid)
@@ -328,10 +322,7 @@ class Learner:
         if guess is not None:
             state.outlier = repair.OutlierReading(serial, *guess, self.readings.prior())
         counts.gather(i, AFTER, self.count_model, state.context(order, assigned_at), end)
-        history, history_serials = state.history()
-        recent = history[-window:]
-        predict_ids[window - len(recent) :] = recent
-        predict_serials[window - len(recent) :] = history_serials[-window:]
+        state.read_into(predict_ids, predict_serials)
         # An outlier read out (the readings so far say such tokens are noise) teaches the mixer's
         # vector of the token before it nothing: every input failed it. Read as kept, it is a
         # real, rarer event, learned like any other.
