@@ -113,16 +113,20 @@ def positive_finite(v: float) -> str | None:
     return None if 0 < v < float("inf") else f"must be > 0 and finite, got {v!r}"
 
 
+def _problem(field: dataclasses.Field[Any], value: Any) -> str | None:
+    """What is wrong with `value` for the field, by its `option(choices=..., check=...)`."""
+    choices = field.metadata.get("choices")
+    if choices and value not in choices:
+        return f"must be one of {', '.join(choices)}, got {value!r}"
+    check = field.metadata.get("check")
+    return check(value) if check else None
+
+
 def check_fields(settings: Any) -> None:
-    """Each field's `option(choices=..., check=...)` on its value, as `from_namespace` checks
-    a flag's: for settings made in code (the learner embedded in a program, a snapshot's)."""
+    """Each field's value checked as `from_namespace` checks a flag's: for settings made in
+    code (the learner embedded in a program, a snapshot's)."""
     for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        choices = field.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{flag_name(field.name)}: must be one of {', '.join(choices)}, got {value!r}")
-        check = field.metadata.get("check")
-        problem = check(value) if check else None
+        problem = _problem(field, getattr(settings, field.name))
         if problem:
             raise ConfigError(f"{flag_name(field.name)}: {problem}")
 
@@ -264,11 +268,7 @@ def from_namespace(
             value = raw if isinstance(raw, bool) else _parser_for(cls, field)(str(raw))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        choices = field.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
-        check = field.metadata.get("check")
-        problem = check(value) if check else None
+        problem = _problem(field, value)
         if problem:
             raise ConfigError(f"{where}: {problem}")
         values[field.name] = value
