@@ -5,7 +5,10 @@
 Prints one JSON object: naive_msgs_per_s (Keras model.fit + model.predict per message, the
 seed's loop with its bug fixed), strict_msgs_per_s (backlog: 4,096 messages per call),
 strict_single_msgs_per_s (one message per call), relaxed_msgs_per_s, each with its
-speedup_*_vs_naive (the ratio that carries from one machine to another); the start-up as whole
+speedup_*_vs_naive (the ratio that carries from one machine to another) and where its time went
+per message (*_compiled_us_per_msg in the compiled program's calls, *_host_us_per_msg in the
+host pass); ppm_msgs_per_s, a plain PPM-C in pure Python on the same stream (the cost of
+counting alone); the start-up as whole
 `lstm-consumer evaluate` processes on --start-messages seed tokens: cold_start_s (empty compile
 cache) and warm_start_s (the cache the cold run filled), resident memory after each
 (rss_after_start_mb is the warm one) and its peak, the stderr lines each printed, and
@@ -28,13 +31,14 @@ import time
 from collections import deque
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench import record
+from bench import ppm, record
 from consumer.core.compiled import configure_threads
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
@@ -88,15 +92,43 @@ def naive_loop(messages: int) -> dict[str, float]:
     return {"naive_msgs_per_s": messages / elapsed, "naive_hit_rate": hits / max(scored, 1)}
 
 
-def throughput(config: LearnerConfig, messages: int, per_call: int) -> float:
+def throughput(
+    config: LearnerConfig, messages: int, per_call: int, split: dict[str, float] | None = None
+) -> float:
+    """msgs/s through `learn_predict_many` in calls of `per_call`; into `split`, where the time
+    went per message: compiled_us (the compiled program's calls, arguments and results
+    included) and host_us (everything else: the host pass before and after)."""
     learner = Learner(config)
     warm = [(None, str(t)) for t in seed_stream(max(per_call, 128) * 2)]
     for start in range(0, len(warm), per_call):  # compile the bucket(s) used below
         learner.learn_predict_many(warm[start : start + per_call])
     stream = [(None, str(t)) for t in seed_stream(messages)]
+    program, run, in_program = learner.program, learner.program.run, [0.0]
+
+    def timed(batch: Any) -> Any:
+        at = time.perf_counter()
+        try:
+            return run(batch)
+        finally:
+            in_program[0] += time.perf_counter() - at
+
+    program.run = timed  # type: ignore[method-assign]
     started = time.perf_counter()
     for start in range(0, messages, per_call):
         learner.learn_predict_many(stream[start : start + per_call])
+    elapsed = time.perf_counter() - started
+    if split is not None:
+        split["compiled_us"] = in_program[0] / messages * 1e6
+        split["host_us"] = (elapsed - in_program[0]) / messages * 1e6
+    return messages / elapsed
+
+
+def plain_ppm(messages: int) -> float:
+    """msgs/s of a plain PPM-C predictor in pure Python (`bench.ppm`, order 4, each guess made
+    as the product publishes it) on the same seed stream: the cost of counting alone."""
+    stream: list[tuple[str | None, str]] = [(None, str(t)) for t in seed_stream(messages)]
+    started = time.perf_counter()
+    ppm.run(stream, orders=(4,), at_publish=True)
     return messages / (time.perf_counter() - started)
 
 
@@ -183,9 +215,16 @@ def main() -> int:
     configure_threads(config.intra_op_threads, config.inter_op_threads)
     result: dict[str, object] = {}
     result.update(naive_loop(args.naive_messages))
-    result["strict_msgs_per_s"] = throughput(config, args.backlog_messages, 4096)
-    result["strict_single_msgs_per_s"] = throughput(config, args.single_messages, 1)
-    result["relaxed_msgs_per_s"] = throughput(replace(config, mode="relaxed"), args.relaxed_messages, 4096)
+    splits: dict[str, dict[str, float]] = {"strict": {}, "strict_single": {}, "relaxed": {}}
+    result["strict_msgs_per_s"] = throughput(config, args.backlog_messages, 4096, splits["strict"])
+    result["strict_single_msgs_per_s"] = throughput(config, args.single_messages, 1, splits["strict_single"])
+    result["relaxed_msgs_per_s"] = throughput(
+        replace(config, mode="relaxed"), args.relaxed_messages, 4096, splits["relaxed"]
+    )
+    for name, split in splits.items():
+        for part, value in split.items():
+            result[f"{name}_{part}_per_msg"] = value
+    result["ppm_msgs_per_s"] = plain_ppm(args.backlog_messages)
     strict, naive = result["strict_msgs_per_s"], result["naive_msgs_per_s"]
     assert isinstance(strict, float)
     assert isinstance(naive, float)

@@ -23,6 +23,7 @@ from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
 
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
@@ -217,6 +218,12 @@ _I, _F = np.int32, np.float32
 PADDING: Batch[Any, int] = Batch(_I(0), _I(0), _I(0), _I(0), _I(0), _I(-1), _F(1.0), _I(RESERVED), _F(0.0), 0)
 
 
+def _update(flat: tf.Tensor, piece: tf.Tensor, offset: int) -> tf.Tensor:
+    """`flat` with `piece` written from `offset` on, in place when XLA can (it can here: the
+    state variable's buffer is aliased to the program's output)."""
+    return xla.dynamic_update_slice(flat, piece, tf.constant([offset]))
+
+
 def valid_classes(vocab_end: tf.Tensor, size: int, reset: tf.Tensor | None = None) -> tf.Tensor:
     """The classes a prediction ranges over: NEW and the ids in use (without a fresh one)."""
     ids = tf.range(size)
@@ -245,6 +252,7 @@ class Program:
         self._shapes = [shape for shape, _ in layout]
         self._axes = [axis for _, axis in layout]
         self._sizes = [int(np.prod(shape)) for shape in self._shapes]
+        self._offsets = [0, *np.cumsum(self._sizes)[:-1].tolist()]
         # One flat variable for weights, Adam slots, step and mixer: a call passes one resource
         # handle instead of 23, which is most of a single-message call's overhead.
         self.state = tf.Variable(self._pack([*weights, *zeros, *zeros, np.zeros((), np.float32), *mixer]))
@@ -267,31 +275,33 @@ class Program:
             raise ValueError("state arrays do not match the model's shapes")
         self.state.assign(self._pack(arrays))
 
-    def _read(self, state: tf.Variable, width: int) -> tuple[Params, AdamState, MixerState, list[tf.Tensor]]:
-        """The state's arrays cut to the first `width` token ids, and the whole arrays."""
-        parts = tf.split(state.read_value(), self._sizes)
-        whole = [tf.reshape(part, shape) for part, shape in zip(parts, self._shapes, strict=True)]
-        tensors = [
-            t if axis is None else (t[:width] if axis == 0 else t[:, :width])
-            for t, axis in zip(whole, self._axes, strict=True)
-        ]
+    def _read(self, state: tf.Variable, width: int) -> tuple[Params, AdamState, MixerState, tf.Tensor]:
+        """The state's arrays cut to the first `width` token ids, and the flat state they came from."""
+        flat = state.read_value()
+        tensors = []
+        for offset, size, shape, axis in zip(
+            self._offsets, self._sizes, self._shapes, self._axes, strict=True
+        ):
+            t = tf.reshape(flat[offset : offset + size], shape)
+            tensors.append(t if axis is None else (t[:width] if axis == 0 else t[:, :width]))
         n = len(Params._fields)
         adam = AdamState(Params(*tensors[n : 2 * n]), Params(*tensors[2 * n : 3 * n]), tensors[3 * n])
-        return Params(*tensors[:n]), adam, MixerState(*tensors[3 * n + 1 :]), whole
+        return Params(*tensors[:n]), adam, MixerState(*tensors[3 * n + 1 :]), flat
 
     def _write(
-        self, state: tf.Variable, params: Params, adam: AdamState, mixer: MixerState, whole: list[tf.Tensor]
+        self, state: tf.Variable, params: Params, adam: AdamState, mixer: MixerState, flat: tf.Tensor
     ) -> None:
-        """Store the arrays back; ids past the width (never in use yet) keep what they held."""
+        """Store the arrays back in place, each as one or a few contiguous runs of the flat state
+        (XLA updates the variable's buffer where it is: a call rewrites only the ids it read,
+        not the whole state); ids past the width (never in use yet) keep what they held."""
         tensors = [*params, *adam.m, *adam.v, adam.step, *mixer]
-        out = []
-        for new, old, axis in zip(tensors, whole, self._axes, strict=True):
-            width = None if axis is None else new.shape[axis]
-            if width is not None and width < old.shape[axis]:
-                rest = old[width:] if axis == 0 else old[:, width:]
-                new = tf.concat([new, rest], axis=axis)
-            out.append(tf.reshape(new, [-1]))
-        state.assign(tf.concat(out, axis=0))
+        for new, offset, shape, axis in zip(tensors, self._offsets, self._shapes, self._axes, strict=True):
+            if axis == 1:  # (rows, V) cut to (rows, W): one run per row
+                for row in range(shape[0]):
+                    flat = _update(flat, new[row], offset + row * shape[1])
+            else:
+                flat = _update(flat, tf.reshape(new, [-1]), offset)
+        state.assign(flat)
 
     # -- programs --------------------------------------------------------------------------
     def run(self, batch: Batch[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

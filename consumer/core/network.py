@@ -98,14 +98,13 @@ def forward(p: Params, ids: tf.Tensor, keep: bool = False) -> tuple[tf.Tensor, _
     steps = ids.shape[1]
     table = tf.matmul(p.embedding, p.kernel) + p.bias
     time_major = tf.transpose(ids)
-    inputs = tf.gather(table, time_major)  # (T, B, 4U)
     batch = tf.shape(ids)[0]
     h = tf.zeros((batch, units))
     c = tf.zeros((batch, units))
     if not keep:
 
         def step(t, h, c):  # type: ignore[no-untyped-def]
-            _, c, _, h = _cell(inputs[t] + tf.matmul(h, p.recurrent_kernel), c)
+            _, c, _, h = _cell(tf.gather(table, time_major[t]) + tf.matmul(h, p.recurrent_kernel), c)
             return t + 1, h, c
 
         _, h, _ = tf.while_loop(lambda t, *_: t < steps, step, (tf.constant(0), h, c))
@@ -114,29 +113,19 @@ def forward(p: Params, ids: tf.Tensor, keep: bool = False) -> tuple[tf.Tensor, _
     def array(size: int) -> tf.TensorArray:
         return tf.TensorArray(tf.float32, size=size)
 
-    def kept(t, h, c, gates, cells, tanh_cells, hiddens):  # type: ignore[no-untyped-def]
-        gate, c, tc, h = _cell(inputs[t] + tf.matmul(h, p.recurrent_kernel), c)
-        return (
-            t + 1,
-            h,
-            c,
-            gates.write(t, gate),
-            cells.write(t + 1, c),
-            tanh_cells.write(t, tc),
-            hiddens.write(t + 1, h),
-        )
+    # The loop keeps only what is sequential, the states h and c of every step; the gates and
+    # tanh c are recomputed from them after it, for all steps at once.
+    def kept(t, h, c, cells, hiddens):  # type: ignore[no-untyped-def]
+        _, c, _, h = _cell(tf.gather(table, time_major[t]) + tf.matmul(h, p.recurrent_kernel), c)
+        return t + 1, h, c, cells.write(t + 1, c), hiddens.write(t + 1, h)
 
-    start = (
-        tf.constant(0),
-        h,
-        c,
-        array(steps),
-        array(steps + 1).write(0, c),
-        array(steps),
-        array(steps + 1).write(0, h),
-    )
-    _, h, _, gates, cells, tanh_cells, hiddens = tf.while_loop(lambda t, *_: t < steps, kept, start)
-    return h, _Cache(time_major, gates.stack(), cells.stack(), tanh_cells.stack(), hiddens.stack())
+    start = (tf.constant(0), h, c, array(steps + 1).write(0, c), array(steps + 1).write(0, h))
+    _, h, _, cells, hiddens = tf.while_loop(lambda t, *_: t < steps, kept, start)
+    cells, hiddens = cells.stack(), hiddens.stack()
+    z = tf.gather(table, time_major) + tf.einsum("tbu,uv->tbv", hiddens[:-1], p.recurrent_kernel)
+    zi, zf, zg, zo = tf.split(z, 4, axis=2)
+    gates = tf.concat([tf.sigmoid(zi), tf.sigmoid(zf), tf.tanh(zg), tf.sigmoid(zo)], axis=2)
+    return h, _Cache(time_major, gates, cells, tf.tanh(cells[1:]), hiddens)
 
 
 def masked_logits(p: Params, hidden: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:

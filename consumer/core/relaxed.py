@@ -37,7 +37,7 @@ class RelaxedProgram(Program):
             batch.messages,
         )
         size = counts.shape[-1]
-        params, adam, mixer, whole = self._read(state, size)
+        params, adam, mixer, flat = self._read(state, size)
         # Every prediction of the batch comes from the weights as of the batch start.
         after = predict_probs(params, predict, valid_classes(vocab_end, size))
         # The batch holds consecutive windows of its keys, which already cover what strict mode
@@ -76,6 +76,6 @@ class RelaxedProgram(Program):
         params, adam = tf.nest.map_structure(
             lambda new, old: tf.where(count > 0, new, old), (new_params, new_adam), (params, adam)
         )
-        self._write(state, params, adam, mixer, whole)
+        self._write(state, params, adam, mixer, flat)
         loss = tf.where(count > 0, loss, 0.0)
         return after, mixture_out.stack(), tf.fill((inputs.shape[0],), loss)

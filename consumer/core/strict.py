@@ -42,7 +42,7 @@ class StrictProgram(Program):
         size = counts.shape[-1]  # the width: every id in use is below it
         rows_per_step = 1 + replay_inputs.shape[1]
         row_weights = tf.fill((rows_per_step,), 1.0 / rows_per_step)
-        params, adam, mixer, whole = self._read(state, size)
+        params, adam, mixer, flat = self._read(state, size)
         lstm_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
         mixture_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
         loss_out = tf.TensorArray(tf.float32, size=inputs.shape[0])
@@ -86,5 +86,5 @@ class StrictProgram(Program):
             body,
             (tf.constant(0), params, adam, mixer, lstm_out, mixture_out, loss_out),
         )
-        self._write(state, params, adam, mixer, whole)
+        self._write(state, params, adam, mixer, flat)
         return lstm_out.stack(), mixture_out.stack(), loss_out.stack()
