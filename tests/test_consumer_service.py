@@ -474,7 +474,7 @@ def test_a_stored_learner_is_refused_and_never_executed(
         embedding = entries(data)["model.weights.embedding"]
         short: dict[str, Any] = {"model.weights.embedding": embedding[:-1]}
         data = rewrite(data, **short)
-        rows = LearnerConfig().vocab_size - 1
+        rows = len(embedding) - 1  # saved as wide as the vocabulary in use
         expected = f"is refused: corrupt snapshot: entry 'model.weights.embedding' is float32 ({rows}, 8)"
     else:
         data = snapshot_bytes(Learner(LearnerConfig(window=8, units=4, loss_steps=1)))  # all three differ

@@ -21,9 +21,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.core.compiled import width_for, widths
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner, Prediction
 from consumer.core.snapshot import SnapshotError, restore, snapshot_bytes
+from consumer.core.snapshot_model import variable_specs
 
 Record = tuple[str | None, str]
 SMALL = LearnerConfig(window=8, units=8, embedding_dim=4, loss_steps=2)
@@ -378,6 +380,12 @@ def test_a_pending_outlier_and_the_readings_continue_bit_identically() -> None:
     assert snapshot_bytes(restored) == snapshot_bytes(original)
 
 
+def full_model(data: bytes) -> dict[str, np.ndarray]:
+    """The model's arrays at their full size, as snapshots before version 6 saved them."""
+    state = restore(data, SMALL).program.get_state()
+    return {name: array for (name, _), array in zip(variable_specs(SMALL), state, strict=True)}
+
+
 def inputs_of_orders(*orders: int) -> list[int]:
     """The mixer's inputs (0: the LSTM) that read the count model's `orders`."""
     return [1 + SMALL.mixed_rows.index(SMALL.count_orders.index(order) + 1) for order in orders]
@@ -386,6 +394,7 @@ def inputs_of_orders(*orders: int) -> list[int]:
 def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall_vector(valid: bytes) -> None:
     def as_version_2(header: dict[str, Any]) -> None:
         header.update(version=2)
+        header.pop("model_width")
         header.pop("outlier_readings")
         header.pop("novelty_weight")
         header["vocab"].pop("grown")
@@ -396,7 +405,7 @@ def test_a_version_2_snapshot_restores_with_no_outlier_pending_and_a_new_overall
         if ".outlier_" not in k
         and ".birth_" not in k
         and k not in ("vocab.sightings", "vocab.last_seen", "keys.new_mix")
-    }
+    } | full_model(valid)
     kept = {k: v for k, v in old.items() if k != "model.mixer.overall"}
     for name in ("model.mixer.weights", "model.mixer.shared"):
         kept[name] = np.delete(kept[name], inputs_of_orders(1, 3), axis=-1)  # not in version 2's mixer
@@ -416,6 +425,7 @@ def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -
 
     def as_version_3(header: dict[str, Any]) -> None:
         header.update(version=3)
+        header.pop("model_width")
         header.pop("novelty_weight")
         header["baseline"].pop("births")
         header["vocab"].pop("grown")
@@ -424,7 +434,7 @@ def test_a_version_3_snapshot_restores_with_every_first_sighting_staying_new() -
         k: v
         for k, v in entries(with_header(data, as_version_3)).items()
         if ".birth_" not in k and k not in ("vocab.sightings", "vocab.last_seen", "keys.new_mix")
-    }
+    } | full_model(data)
     # Version 3's mixer had no input for the count model's orders 1 and 3.
     new_inputs = inputs_of_orders(1, 3)
     for name in ("model.mixer.weights", "model.mixer.shared", "model.mixer.overall"):
@@ -453,9 +463,11 @@ def test_a_version_4_snapshot_restores_with_the_mixer_as_it_was() -> None:
 
     def as_version_4(header: dict[str, Any]) -> None:
         header.update(version=4)
+        header.pop("model_width")
         header.pop("novelty_weight")
 
     old = {k: v for k, v in entries(with_header(data, as_version_4)).items() if k != "keys.new_mix"}
+    old |= full_model(data)
     for name in ("model.mixer.weights", "model.mixer.shared", "model.mixer.overall"):
         old[name] = np.delete(old[name], new_input, axis=-1)
     buffer = io.BytesIO()
@@ -514,3 +526,42 @@ def test_predict_reads_the_pending_prediction_and_learns_nothing() -> None:
     assert learner.predict("a", k=1) == top[:1]
     assert learner.predict("nobody") == []
     assert snapshot_bytes(learner) == before
+
+
+def test_the_model_is_saved_only_as_wide_as_the_vocabulary_in_use_and_restored_whole(valid: bytes) -> None:
+    learner = restore(valid, SMALL)
+    width = width_for(learner.vocab.end, SMALL.vocab_size)
+    assert width < SMALL.vocab_size  # a few tokens of a larger capacity
+    saved = entries(valid)
+    assert saved["model.weights.embedding"].shape == (width, SMALL.embedding_dim)
+    assert saved["model.weights.dense_kernel"].shape == (SMALL.units, width)
+    assert saved["model.mixer.weights"].shape[0] == width
+    # Past the width the state is a new program's, bit for bit, as the learner that saved it holds.
+    original = Learner(SMALL)
+    feed(original, stream(24, ["a", None], "abc"))
+    for got, want in zip(learner.program.get_state(), original.program.get_state(), strict=True):
+        assert np.array_equal(got, want)
+
+
+def test_a_version_5_snapshot_with_the_whole_arrays_continues_bit_identically(valid: bytes) -> None:
+    def as_version_5(header: dict[str, Any]) -> None:
+        header.update(version=5)
+        header.pop("model_width")
+
+    old = rewrite(with_header(valid, as_version_5), full_model(valid))
+    more = stream(12, ["a", None], "abc")
+    assert feed(restore(old, SMALL), more) == feed(restore(valid, SMALL), more)
+
+
+@pytest.mark.parametrize("width", [None, "8", 7, 1 << 20, "narrow"])
+def test_a_model_width_that_is_no_compiled_width_or_too_narrow_is_refused(width: Any) -> None:
+    learner = Learner(SMALL)
+    feed(learner, [("k", f"t{i}") for i in range(12)])  # 12 tokens: wider than the narrowest width
+    narrowest = widths(SMALL.vocab_size)[0]
+    assert width_for(learner.vocab.end, SMALL.vocab_size) > narrowest
+
+    def change(header: dict[str, Any]) -> None:
+        header["model_width"] = narrowest if width == "narrow" else width
+
+    with pytest.raises(SnapshotError, match="model_width"):
+        restore(with_header(snapshot_bytes(learner), change), SMALL)

@@ -45,6 +45,7 @@ __all__ = [
     "Batch",
     "Program",
     "configure_threads",
+    "initial_state",
     "initial_weights",
     "mixer_size",
     "state_layout",
@@ -138,6 +139,17 @@ def state_layout(config: LearnerConfig) -> list[tuple[tuple[int, ...], int | Non
     params = list(zip(shapes, PARAM_VOCAB_AXES, strict=True))
     mixer = list(zip(mixer_shapes(*mixer_size(config)), MIXER_VOCAB_AXES, strict=True))
     return [*params, *params, *params, ((), None), *mixer]
+
+
+def initial_state(config: LearnerConfig) -> list[np.ndarray]:
+    """A new program's state, in `state_layout` order: Keras's initial weights, Adam at zero, and
+    a mixer on its last input (the count model's longest blended order). Past the vocabulary
+    width in use, the state stays this for ever (`Program._write`)."""
+    weights = initial_weights(config)
+    m, v = ([np.zeros_like(w) for w in weights] for _ in range(2))
+    inputs, contexts = mixer_size(config)
+    mixer = initial_mixer(inputs, contexts, start=inputs - 1)
+    return [*weights, *m, *v, np.zeros((), np.float32), *(np.asarray(a, np.float32) for a in mixer)]
 
 
 def state_shapes(config: LearnerConfig) -> list[tuple[int, ...]]:
@@ -242,12 +254,8 @@ class Program:
 
     def __init__(self, config: LearnerConfig) -> None:
         self.config = config
-        weights = initial_weights(config)
-        self.initial = weights
-        zeros = [np.zeros_like(w) for w in weights]
-        inputs, contexts = mixer_size(config)
-        # The mixer starts on its last input: the count model's longest blended order.
-        mixer = initial_mixer(inputs, contexts, start=inputs - 1)
+        initial = initial_state(config)
+        self.initial = Params(*initial[: len(Params._fields)])
         layout = state_layout(config)
         self._shapes = [shape for shape, _ in layout]
         self._axes = [axis for _, axis in layout]
@@ -255,7 +263,7 @@ class Program:
         self._offsets = [0, *np.cumsum(self._sizes)[:-1].tolist()]
         # One flat variable for weights, Adam slots, step and mixer: a call passes one resource
         # handle instead of 23, which is most of a single-message call's overhead.
-        self.state = tf.Variable(self._pack([*weights, *zeros, *zeros, np.zeros((), np.float32), *mixer]))
+        self.state = tf.Variable(self._pack(initial))
         self._key = _program_key(config)
         self._step = _shared_step(self)
 

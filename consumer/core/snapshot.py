@@ -8,7 +8,8 @@ it reads (`consumer.core.snapshot_read`):
 
 - ``model``: the program's variables in `Program.get_state()` order, ``weights.<name>``,
   ``adam_m.<name>``, ``adam_v.<name>`` for each of `Params`, ``adam_step``, then the mixer's
-  ``mixer.<name>`` for each of `MixerState` (float32: the mixer runs in the program);
+  ``mixer.<name>`` for each of `MixerState` (float32: the mixer runs in the program), each
+  over token ids cut to the header's ``model_width`` (`consumer.core.snapshot_model`);
 - ``vocab``: tokens in recency order with their ids and the serials that assigned them;
 - ``keys``: per key its history (ids and serials), message count and pending predictions;
 - ``baseline``: the count model's contexts and followers as columns;
@@ -45,13 +46,11 @@ from typing import Any
 
 import numpy as np
 
-from consumer.core.compiled import mixer_size, state_shapes
-from consumer.core.config import MIXED_ORDERS_BEFORE, LearnerConfig
+from consumer.core import snapshot_model
+from consumer.core.config import LearnerConfig
 from consumer.core.count_model import CountModel
 from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
-from consumer.core.mixer import MixerState, initial_mixer
-from consumer.core.network import Params
 from consumer.core.novelty import Novelty
 from consumer.core.repair import READINGS, Readings
 from consumer.core.replay import Replay
@@ -68,7 +67,6 @@ __all__ = [
     "restore",
     "save",
     "snapshot_bytes",
-    "variable_specs",
     "write_whole",
 ]
 
@@ -76,22 +74,10 @@ FORMAT = "lstm-stream-snapshot"
 # 2: the begin-of-stream id, recycled vocabulary, mixer, three predictors; 3: outliers; 4: the
 # count model's births (`consumer.core.count_model`), the vocabulary's sightings (it grows), the
 # mixer reads order 3 too; 5: the mixer reads order 1 too (`_older_mixer`), the published NEW
-# probability's weights (`consumer.core.novelty`) and each key's mixture NEW probability
-VERSION = 5
-READABLE = (2, 3, 4, 5)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
-OVERALL = "model.mixer.overall"
-MIXER_INPUTS = {f"model.mixer.{name}" for name in ("weights", "shared", "overall")}  # (..., inputs)
-
-
-def variable_specs(config: LearnerConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """The name and shape of each of the program's variables, from the config alone.
-
-    >>> variable_specs(LearnerConfig())[0]
-    ('model.weights.embedding', (4099, 8))
-    """
-    names = [f"{slot}.{name}" for slot in ("weights", "adam_m", "adam_v") for name in Params._fields]
-    names += ["adam_step", *(f"mixer.{name}" for name in MixerState._fields)]
-    return [(f"model.{name}", shape) for name, shape in zip(names, state_shapes(config), strict=True)]
+# probability's weights (`consumer.core.novelty`) and each key's mixture NEW probability; 6: the
+# model's arrays cut to the vocabulary width in use (`consumer.core.snapshot_model`)
+VERSION = 6
+READABLE = (2, 3, 4, 5, 6)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
 
 
 def snapshot_bytes(learner: Learner) -> bytes:
@@ -107,10 +93,9 @@ def snapshot_bytes(learner: Learner) -> bytes:
         "outlier_readings": learner.readings.wins,
         "novelty_weight": learner.novelty.weight,
     }
-    state = learner.program.get_state()
-    arrays = {
-        name: np.asarray(a, np.float32) for (name, _), a in zip(variable_specs(config), state, strict=True)
-    }
+    header["model_width"], arrays = snapshot_model.save(
+        learner.program.get_state(), config, learner.vocab.end
+    )
     parts = {
         "vocab": learner.vocab.save(),
         "keys": learner.keys.save(learner.vocab.end),
@@ -157,16 +142,11 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     model_step = checked_int(header, "model_step", high=messages)
     size = config.vocab_size
     version = header["version"]
-    variables = [
-        _older_mixer(archive, name, shape, config, version)
-        if version < VERSION and name in MIXER_INPUTS
-        else archive.array(name, np.float32, shape)
-        for name, shape in variable_specs(config)
-    ]
-    if not all(np.isfinite(v).all() for v in variables):
-        raise SnapshotError("corrupt snapshot: the model's variables must be finite")
     vocab = Vocabulary.load(Section(archive, header, "vocab"), config.capacity, messages, growth=version >= 4)
     end = vocab.end
+    variables = snapshot_model.read(archive, header, config, end)
+    if not all(np.isfinite(v).all() for v in variables):
+        raise SnapshotError("corrupt snapshot: the model's variables must be finite")
     keep = config.history
     outliers = version >= 3
     novelty = version >= 5
@@ -214,29 +194,6 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         "readings": Readings(tuple(wins)),
         "novelty": Novelty(weight),
     }
-
-
-def _older_mixer(
-    archive: Archive, name: str, shape: tuple[int, ...], config: LearnerConfig, version: int
-) -> np.ndarray:
-    """Older versions' mixer read fewer count rows (order 3 from version 4 on, order 1 from
-    version 5): the inputs it had keep their weights, a new one starts at 0, so the mixture is
-    what it was."""
-    orders = MIXED_ORDERS_BEFORE[max(3, min(version, 4))]
-    kept = [0, *(1 + config.mixed_rows.index(row) for row in config.mixed_rows_of(orders))]
-    if name == OVERALL and version < 3:
-        old = _overall_of_version_2(config)[kept]  # version 2 had none: a new learner's
-    else:
-        old = archive.array(name, np.float32, (*shape[:-1], len(kept)))
-    out = np.zeros(shape, np.float32)
-    out[..., kept] = old
-    return out
-
-
-def _overall_of_version_2(config: LearnerConfig) -> np.ndarray:
-    """Version 2 had no overall mixer vector: it starts as a new learner's."""
-    inputs, contexts = mixer_size(config)
-    return np.asarray(initial_mixer(inputs, contexts, start=inputs - 1).overall, np.float32)
 
 
 def _check_header(header: dict[str, Any], config: LearnerConfig) -> None:
