@@ -50,7 +50,7 @@ import numpy as np
 
 from bench import ppm, record, streams
 from consumer.core import compile_cache
-from consumer.core.compiled import Batch
+from consumer.core.batch import Batch
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
 from consumer.core.vocab import FIRST_ID, NEW_ID

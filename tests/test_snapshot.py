@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.core.compiled import width_for, widths
 from consumer.core.config import LearnerConfig
+from consumer.core.layout import width_for, widths
 from consumer.core.learner import Learner, Prediction
 from consumer.core.snapshot import SnapshotError, restore, snapshot_bytes
 from consumer.core.snapshot_model import variable_specs

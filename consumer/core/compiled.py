@@ -1,4 +1,6 @@
-"""What the compiled programs share: their batch, their state, and one training and mixing step.
+"""What the compiled programs share: their state variable, one training and mixing step, and the
+compiled steps' cache. Their inputs are a `consumer.core.batch.Batch`; their state's arrays are
+laid out in `consumer.core.layout`.
 
 Each mode's program is a subclass of `Program` in a module of its own: the strict in-graph loop
 over messages (`consumer.core.strict`) and the relaxed batched step (`consumer.core.relaxed`).
@@ -19,48 +21,27 @@ import ctypes
 import logging
 import time
 import warnings
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 from consumer.core import compile_cache
+from consumer.core.batch import Batch
 from consumer.core.config import LearnerConfig
-from consumer.core.mixer import MIXER_VOCAB_AXES, MixerState, initial_mixer, mixer_shapes
+from consumer.core.layout import initial_state, state_layout, width_for
+from consumer.core.mixer import MixerState
 from consumer.core.mixer import learn as mixer_learn
 from consumer.core.mixer import mix as mixer_mix
-from consumer.core.network import (
-    PARAM_VOCAB_AXES,
-    AdamState,
-    Params,
-    adam_update,
-    loss_and_grads,
-    param_shapes,
-)
-from consumer.core.vocab import NEW_ID, RESERVED, steps
+from consumer.core.network import AdamState, Params, adam_update, loss_and_grads
+from consumer.core.vocab import NEW_ID, RESERVED
 
-__all__ = [
-    "BUCKETS",
-    "Batch",
-    "Program",
-    "configure_threads",
-    "initial_state",
-    "initial_weights",
-    "mixer_size",
-    "state_layout",
-    "state_shapes",
-    "valid_classes",
-    "width_for",
-    "widths",
-]
+__all__ = ["BUCKETS", "Program", "configure_threads", "valid_classes"]
 
 BUCKETS = (8, 64, 512, 4096)
 
 log = logging.getLogger(__name__)
-
-A = TypeVar("A")  # a batch's arrays: numpy on the host, tensors in the programs
-C = TypeVar("C")  # its message count: an int, or an int32 tensor
 
 
 def configure_threads(intra: int, inter: int) -> None:
@@ -81,153 +62,6 @@ def configure_threads(intra: int, inter: int) -> None:
             RuntimeWarning,
             stacklevel=2,
         )
-
-
-def initial_weights(config: LearnerConfig) -> Params:
-    """Keras's initializers for Embedding, LSTM and Dense, from a seeded NumPy generator."""
-    rng = np.random.default_rng(config.seed)
-    shapes = param_shapes(config.vocab_size, config.embedding_dim, config.units)
-
-    def glorot(shape: tuple[int, ...]) -> np.ndarray:
-        limit = np.sqrt(6.0 / sum(shape))
-        return rng.uniform(-limit, limit, shape).astype(np.float32)
-
-    def orthogonal(shape: tuple[int, ...]) -> np.ndarray:
-        rows, cols = shape
-        q, r = np.linalg.qr(rng.normal(size=(max(rows, cols), min(rows, cols))))
-        q = q * np.sign(np.diag(r))
-        return (q if rows >= cols else q.T).astype(np.float32)
-
-    units = config.units
-    bias = np.zeros(shapes.bias, np.float32)
-    bias[units : 2 * units] = 1.0  # unit_forget_bias
-    return Params(
-        embedding=rng.uniform(-0.05, 0.05, shapes.embedding).astype(np.float32),
-        kernel=glorot(shapes.kernel),
-        recurrent_kernel=orthogonal(shapes.recurrent_kernel),
-        bias=bias,
-        dense_kernel=glorot(shapes.dense_kernel),
-        dense_bias=np.zeros(shapes.dense_bias, np.float32),
-    )
-
-
-def mixer_size(config: LearnerConfig) -> tuple[int, int]:
-    """(inputs, contexts) of the mixer: the LSTM and the count rows it reads; per previous token."""
-    return 1 + len(config.mixed_rows), config.vocab_size
-
-
-WIDTHS = (8, 32, 128)  # output widths compiled below the vocabulary's first limit
-
-
-def widths(vocab_size: int) -> tuple[int, ...]:
-    """The vocabulary widths a program is compiled for: a few narrow ones, then one per limit
-    the vocabulary grows through (`consumer.core.vocab.steps`), the last the full size."""
-    limits = [step + RESERVED for step in steps(vocab_size - RESERVED)]
-    return (*(w for w in WIDTHS if w < limits[0]), *limits)
-
-
-def width_for(vocab_end: int, vocab_size: int) -> int:
-    """The narrowest width that holds the ids in use (ids below vocab_end)."""
-    return next(w for w in widths(vocab_size) if w >= vocab_end)
-
-
-def state_layout(config: LearnerConfig) -> list[tuple[tuple[int, ...], int | None]]:
-    """The program's state, each array's shape with its axis over token ids (None: none):
-    weights, Adam m, Adam v (each in `Params` order), the Adam step, then the mixer's
-    `MixerState`."""
-    shapes = param_shapes(config.vocab_size, config.embedding_dim, config.units)
-    params = list(zip(shapes, PARAM_VOCAB_AXES, strict=True))
-    mixer = list(zip(mixer_shapes(*mixer_size(config)), MIXER_VOCAB_AXES, strict=True))
-    return [*params, *params, *params, ((), None), *mixer]
-
-
-def initial_state(config: LearnerConfig) -> list[np.ndarray]:
-    """A new program's state, in `state_layout` order: Keras's initial weights, Adam at zero, and
-    a mixer on its last input (the count model's longest blended order). Past the vocabulary
-    width in use, the state stays this for ever (`Program._write`)."""
-    weights = initial_weights(config)
-    m, v = ([np.zeros_like(w) for w in weights] for _ in range(2))
-    inputs, contexts = mixer_size(config)
-    mixer = initial_mixer(inputs, contexts, start=inputs - 1)
-    return [*weights, *m, *v, np.zeros((), np.float32), *(np.asarray(a, np.float32) for a in mixer)]
-
-
-def state_shapes(config: LearnerConfig) -> list[tuple[int, ...]]:
-    """The shapes of `state_layout`."""
-    return [shape for shape, _ in state_layout(config)]
-
-
-class Batch(NamedTuple, Generic[A, C]):
-    """Host-prepared inputs of one call, already padded to a bucket size: numpy arrays and the
-    message count on the host (`Batch[np.ndarray, int]`), the same as tensors in the compiled
-    programs (`Batch[tf.Tensor, tf.Tensor]`). Each field's padding is in `PADDING`."""
-
-    inputs: A  # (N, L+1) int32: the L ids before the message, then the message's id
-    targets: A  # (N, L) int32: the id that follows each of the first L positions
-    # (N, L) int32: the window the next token is predicted from: the last L ids, the message's
-    # included, as the key's history reads then (`consumer.core.repair`)
-    predict: A
-    replay_inputs: A  # (N, R, L+1) int32: windows sampled from recent history
-    replay_targets: A  # (N, R, L) int32
-    reset: A  # (N,) int32: an id (re)assigned by the message, its rows start afresh; -1 none
-    # (N,) float32: 1, or 0 for an outlier read out of its key's history: the mixer's vector of
-    # the token before it does not learn from it (the shared vector does)
-    learn_mixer: A
-    vocab_end: A  # (N,) int32: ids below this are in use after the message
-    counts: A  # (N, 2, mixed rows, V or a width W) float32: count rows before / after it
-    messages: C  # real messages; the rest is padding
-
-    @classmethod
-    def empty(
-        cls, size: int, config: LearnerConfig, replay: int, width: int | None = None
-    ) -> Batch[np.ndarray, int]:
-        """A batch of `size` padding rows, its count rows `width` wide (default the full size:
-        a call allocates only the width its vocabulary can reach)."""
-        window, vocab = config.window, width or config.vocab_size
-        shapes = Batch(
-            (window + 1,),
-            (window,),
-            (window,),
-            (replay, window + 1),
-            (replay, window),
-            (),
-            (),
-            (),
-            (2, len(config.mixed_rows), vocab),
-            0,
-        )
-        arrays = [np.full((size, *shape), pad) for shape, pad in zip(shapes[:-1], PADDING[:-1], strict=True)]
-        return Batch._make([*arrays, 0])
-
-    def segment(self, start: int, end: int, size: int, width: int) -> Batch[np.ndarray, int]:
-        """Messages start..end of a host batch as a batch of `size` (padded as `empty` pads) at
-        a vocabulary `width`: the count rows cut to it (every id in use is below it)."""
-        batch = cast("Batch[np.ndarray, int]", self)
-        count = end - start
-        # The whole batch at its own size: its padding rows are padding already, no copy.
-        whole = start == 0 and end == batch.messages and size == batch.inputs.shape[0]
-
-        def take(array: np.ndarray, pad: float) -> np.ndarray:
-            if whole:
-                return array
-            out = np.full((size, *array.shape[1:]), pad, array.dtype)
-            out[:count] = array[start:end]
-            return out
-
-        arrays = [take(array, pad) for array, pad in zip(batch[:-1], PADDING[:-1], strict=True)]
-        return Batch._make([*arrays[:-1], arrays[-1][:, :, :, :width], count])
-
-    def tensors(self) -> Batch[tf.Tensor, tf.Tensor]:
-        """A host batch as the compiled programs take it."""
-        batch = cast("Batch[np.ndarray, int]", self)
-        return Batch._make(
-            [*(tf.constant(array) for array in batch[:-1]), tf.constant(batch.messages, tf.int32)]
-        )
-
-
-# Each field's padding, a value of its array's type: a `Batch` of them.
-_I, _F = np.int32, np.float32
-PADDING: Batch[Any, int] = Batch(_I(0), _I(0), _I(0), _I(0), _I(0), _I(-1), _F(1.0), _I(RESERVED), _F(0.0), 0)
 
 
 def _update(flat: tf.Tensor, piece: tf.Tensor, offset: int) -> tf.Tensor:

@@ -20,6 +20,7 @@ import dataclasses
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -163,6 +164,7 @@ class KeyTable:
         states = list(self.states.values())
         count = len(states)
         lengths = np.fromiter((len(s.ids) for s in states), np.int32, count)
+        total = int(lengths.sum())
         log_probs = np.full((count, len(PREDICTORS), end - NEW_ID), FLOOR, np.float16)
         guesses = np.full((count, len(PREDICTORS)), -1, np.int32)
         for i, state in enumerate(states):
@@ -173,10 +175,8 @@ class KeyTable:
         arrays: dict[str, np.ndarray] = {
             "seen": np.fromiter((s.seen for s in states), np.int64, count),
             "history_lengths": lengths,
-            "history_ids": np.fromiter((i for s in states for i in s.ids), np.int32, int(lengths.sum())),
-            "history_serials": np.fromiter(
-                (i for s in states for i in s.serials), np.int64, int(lengths.sum())
-            ),
+            "history_ids": np.fromiter(chain.from_iterable(s.ids for s in states), np.int32, total),
+            "history_serials": np.fromiter(chain.from_iterable(s.serials for s in states), np.int64, total),
             "guesses": guesses,
             "log_probs": log_probs,
             "new_mix": np.fromiter((s.new_mix for s in states), np.float64, count),

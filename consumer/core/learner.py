@@ -49,11 +49,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from consumer.core import repair
-from consumer.core.compiled import BUCKETS, Batch, configure_threads, width_for, widths
+from consumer.core.batch import Batch
+from consumer.core.compiled import BUCKETS, configure_threads
 from consumer.core.config import LearnerConfig
 from consumer.core.count_model import NEW_UID, CountModel
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
+from consumer.core.layout import width_for, widths
 from consumer.core.novelty import Novelty
 from consumer.core.programs import program_for
 from consumer.core.replay import Replay

@@ -1,7 +1,7 @@
 """The model's section of a snapshot: the program's variables, cut to the vocabulary in use.
 
 Every array over token ids (embedding, output layer, their Adam slots, the mixer's contexts) is
-saved only up to the vocabulary width the learner has reached (`consumer.core.compiled.widths`):
+saved only up to the vocabulary width the learner has reached (`consumer.core.layout.widths`):
 past it the program never wrote, so the state there is still a new program's
 (`initial_state`, seeded by the config), and `read` rebuilds it from there. A learner of a few
 hundred tokens at the default capacity of 4,096 saves a few percent of its weights: less to
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from consumer.core.compiled import initial_state, mixer_size, state_layout, state_shapes, width_for, widths
 from consumer.core.config import MIXED_ORDERS_BEFORE, LearnerConfig
+from consumer.core.layout import initial_state, mixer_size, state_layout, state_shapes, width_for, widths
 from consumer.core.mixer import MixerState, initial_mixer
 from consumer.core.network import Params
 from consumer.core.snapshot_read import Archive, SnapshotError

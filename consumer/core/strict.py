@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from consumer.core.compiled import Batch, Program, valid_classes
+from consumer.core.batch import Batch
+from consumer.core.compiled import Program, valid_classes
 from consumer.core.mixer import reset as mixer_reset
 from consumer.core.network import predict_probs
 
