@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from consumer.core.learner import Prediction
+    from consumer.core.prediction import Prediction
 
 __all__ = ["LABELS", "AnomalyTally", "parse_label"]
 

@@ -46,7 +46,8 @@ from consumer.settings import EvaluateSettings
 from lstm_stream.settings import ConfigError
 
 if TYPE_CHECKING:
-    from consumer.core.learner import Learner, Prediction
+    from consumer.core.learner import Learner
+    from consumer.core.prediction import Prediction
 
 __all__ = [
     "Curve",

@@ -17,7 +17,8 @@ from consumer.core.scoring import PREDICTORS
 from consumer.query import Staged
 
 if TYPE_CHECKING:
-    from consumer.core.learner import Learner, Prediction
+    from consumer.core.learner import Learner
+    from consumer.core.prediction import Prediction
 
 __all__ = ["LOSS_SMOOTHING", "Partition", "learner_totals"]
 

@@ -41,7 +41,8 @@ from consumer.records import (
 
 if TYPE_CHECKING:
     from consumer.checkpoint import Checkpoint
-    from consumer.core.learner import Learner, Prediction
+    from consumer.core.learner import Learner
+    from consumer.core.prediction import Prediction
     from consumer.settings import RunSettings
     from consumer.stats import Stats
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from lstm_stream.json_fields import MISSING, describe_path, lookup, parse_path, token_text
 
 if TYPE_CHECKING:
-    from consumer.core.learner import Prediction
+    from consumer.core.prediction import Prediction
 
 __all__ = [
     "INSTANCE_HEADER",

@@ -24,7 +24,8 @@ from consumer.core.scoring import pooled_hit_rate
 from consumer.logs import fields
 
 if TYPE_CHECKING:
-    from consumer.core.learner import Learner, Prediction
+    from consumer.core.learner import Learner
+    from consumer.core.prediction import Prediction
     from consumer.metrics import Metrics
 
 __all__ = ["Stats"]

@@ -109,7 +109,7 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 
 # -- the tracker -------------------------------------------------------------------------------
 def prediction(hit: bool | None, lstm_hit: bool | None = None) -> Any:
-    from consumer.core.learner import Prediction
+    from consumer.core.prediction import Prediction
 
     lstm = hit if lstm_hit is None else lstm_hit
     return Prediction(None, "a", 0.5, 0, hit, "a", 0.0, "a", 0.5, lstm, hit)

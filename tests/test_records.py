@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.core.learner import Prediction
+from consumer.core.prediction import Prediction
 from consumer.records import (
     REASONS,
     Decoder,

@@ -41,10 +41,7 @@ True
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,72 +52,16 @@ from consumer.core.config import LearnerConfig
 from consumer.core.count_model import NEW_UID, CountModel
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
-from consumer.core.layout import width_for, widths
+from consumer.core.layout import width_for
 from consumer.core.novelty import Novelty
-from consumer.core.programs import program_for
+from consumer.core.prediction import BASELINE_SHARE, Message, Prediction, publish, top_classes
+from consumer.core.programs import program_for, run_at_widths
 from consumer.core.replay import Replay
-from consumer.core.scoring import PREDICTORS, Score
+from consumer.core.scoring import PREDICTORS, Score, score_pending
 from consumer.core.stale import StaleIds
 from consumer.core.vocab import FIRST_ID, NEW_ID, Vocabulary
 
 __all__ = ["BASELINE_SHARE", "Key", "KeyState", "Learner", "Prediction", "publish"]
-
-MIN_LOG = np.float32(np.log(1e-12))
-# The baseline's part of the published distribution. Replayed on the quality benchmark's
-# streams, 0.01 lowered every log-loss but two (by at most 0.0004 nats there) and moved no hit
-# rate by more than a tenth of a point; 0.02 and more began to cost hits.
-BASELINE_SHARE = np.float32(0.01)
-
-
-def publish(mixture: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    """The published distributions: the mixture with `BASELINE_SHARE` of the baseline's blended
-    in, linearly, so that no class the baseline gives p falls below p / 100.
-
-    >>> [round(float(p), 4) for p in publish(np.array([0.999999, 1e-06, 0.0]), np.array([0.5, 0.5, 0.0]))]
-    [0.995, 0.005, 0.0]
-    """
-    return (1 - BASELINE_SHARE) * mixture + BASELINE_SHARE * baseline
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What the learner says after one message."""
-
-    key: Key
-    predicted: str  # the published guess: the most likely token of the mixture
-    probability: float
-    model_step: int  # training steps the predicting weights had taken
-    previous_hit: bool | None  # outcome of this key's previous published guess; None if none
-    baseline: str  # the baseline's guess for the same next token
-    loss: float  # training loss of this message's step
-    lstm: str  # the LSTM's own guess
-    lstm_probability: float
-    previous_lstm_hit: bool | None
-    previous_baseline_hit: bool | None
-    # The published distribution's `top_k` most likely classes, most likely first (ties: the
-    # lower id), with their probabilities; None is NEW, a token not in the vocabulary.
-    top: tuple[tuple[str | None, float], ...] = ()
-    # This message's token under the key's previous published prediction: -log2 of its
-    # probability, and its rank in that prediction's order (1: its most likely class). None
-    # for a key's first message. A token new to the vocabulary is ranked and priced as NEW.
-    surprise_bits: float | None = None
-    rank: int | None = None
-
-
-@dataclass
-class _Message:
-    """Per-message facts the host pass hands to the pass after the compiled call."""
-
-    key: Key
-    state: KeyState
-    token: str
-    token_id: int
-    serial: int
-    new: bool
-    known_since: int  # serial at which the token got its id (== serial when new)
-    previous_serial: int  # serial of the key's previous message (its pending predictions)
-    end: int  # vocabulary end after the message
-    outlier: bool  # an outlier read out of the history (`consumer.core.repair`)
 
 
 class Learner:
@@ -226,66 +167,17 @@ class Learner:
         backoff, blended = counts.distributions(cfg.baseline_row)
         baseline[:, :width] = backoff
         batch.counts[:count, :, :, :width] = blended[:, :, cfg.mixed_rows]
-        lstm, mixture, losses = self._run(batch)
-        new = self._novelty(messages, mixture, baseline)
+        lstm, mixture, losses = run_at_widths(self.program, batch, self._bucket)
+        new = self.novelty.published(messages, mixture, baseline)
         published = publish(self.novelty.calibrate(mixture, new), baseline)
         return self._finish_all(messages, lstm, published, baseline, losses)
-
-    def _novelty(self, messages: list[_Message], mixture: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-        """Each message's published NEW probability (`consumer.core.novelty`), message by
-        message: each key's pending guess (made at its previous message, in an earlier call or
-        in this one) first teaches the weights whether its key's next token was NEW to it. The
-        values are those the keys keep (the baseline's as its float16 log), so that a call's
-        grouping never changes them."""
-        # As the keys keep them: float16 logs, read back as Python floats (math.exp on both paths).
-        base_logs = np.log(np.maximum(baseline[:, NEW_ID], 1e-12)).astype(np.float16).tolist()
-        mix_new = mixture[:, NEW_ID].tolist()
-        held: dict[int, tuple[float, float]] = {}  # id(state) -> its guess of this call's NEW
-        new = np.empty(len(messages))
-        novelty, exp = self.novelty, math.exp
-        for i, m in enumerate(messages):
-            state = m.state
-            pending = held.get(id(state))
-            if pending is None and state.log_probs is not None:
-                pending = (state.new_mix, exp(float(state.log_probs[2, 0])))
-            if pending is not None:
-                novelty.learn(*pending, new=m.known_since > m.previous_serial)
-            guess = (mix_new[i], exp(base_logs[i]))
-            new[i] = novelty.probability(*guess)
-            held[id(state)] = guess
-            state.new_mix = guess[0]
-        return new
-
-    def _run(self, batch: Batch[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The compiled call(s), at the narrowest vocabulary width that holds the ids in use.
-
-        Strict: each message runs at its own width (the width for the vocabulary after it), so
-        that a message's arithmetic never depends on how messages are grouped into calls; a call
-        whose vocabulary crosses a width runs as one segment per width. Relaxed: one step per
-        call, at the width of its last message."""
-        count, vocab, reach = batch.messages, self.config.vocab_size, batch.counts.shape[-1]
-        lstm = np.zeros((count, reach), np.float32)
-        mixture = np.zeros((count, reach), np.float32)
-        losses = np.zeros(count, np.float32)
-        if not count:
-            return lstm, mixture, losses
-        sizes = np.array(widths(vocab))
-        per_message = sizes[np.searchsorted(sizes, batch.vocab_end[:count])]  # as width_for, vectorised
-        per_message = self.program.call_widths(per_message)
-        cuts = [0, *(np.flatnonzero(np.diff(per_message)) + 1).tolist(), count]
-        for start, end in itertools.pairwise(cuts):
-            width = int(per_message[start])
-            size = batch.inputs.shape[0] if len(cuts) == 2 else self._bucket(end - start)
-            out = self.program.run(batch.segment(start, end, size, width))
-            lstm[start:end, :width], mixture[start:end, :width], losses[start:end] = out
-        return lstm, mixture, losses
 
     def _bucket(self, count: int) -> int:
         return next(b for b in BUCKETS if b >= max(count, self.min_batch))
 
     def _prepare(
         self, i: int, key: Key, token: str, rows: tuple[np.ndarray, ...], counts: CountRows
-    ) -> _Message:
+    ) -> Message:
         """Register message i: its key and token; into `rows` its window's entries (ids,
         serials) and the window the LSTM predicts from after it; the count model's views before
         and after it (the count model learns it in between). A key whose history holds an
@@ -333,7 +225,7 @@ class Learner:
             and state.outlier.serial == serial
             and state.outlier.leading() != repair.KEPT
         )
-        return _Message(key, state, token, token_id, serial, new, known_since, previous_serial, end, outlier)
+        return Message(key, state, token, token_id, serial, new, known_since, previous_serial, end, outlier)
 
     def _count_reading(self, reading: int | None) -> None:
         """An outlier of a key was settled as `reading`: the prior of the next ones learns it."""
@@ -344,7 +236,7 @@ class Learner:
     # -- the host pass after it ------------------------------------------------------------
     def _finish_all(
         self,
-        messages: list[_Message],
+        messages: list[Message],
         lstm: np.ndarray,
         mixture: np.ndarray,
         baseline: np.ndarray,
@@ -359,13 +251,13 @@ class Learner:
         guesses = np.argmax(np.where(in_use, stacked, -1.0)[:, :, FIRST_ID:], axis=2) + FIRST_ID
         chosen = np.take_along_axis(stacked, guesses[:, :, None], axis=2)[:, :, 0]
         logs = np.log(np.maximum(stacked[:, :, NEW_ID:], 1e-12)).astype(np.float16)
-        tops = self._top(logs[:, 0], mixture, ends)
+        tops = top_classes(logs[:, 0], mixture, ends, self.top_k)
         strict, step_at_start = self.program.step_per_message, self.model_step
         out = []
         for i, m in enumerate(messages):
             if m.new:
                 self.names[m.token_id] = m.token
-            hits, surprise, rank = self._score(m)
+            hits, surprise, rank = score_pending(m, self.scores)
             published, own, base = guess = tuple(guesses[i].tolist())
             m.state.guesses = guess
             m.state.log_probs = logs[i, :, : m.end - NEW_ID].copy()
@@ -397,36 +289,3 @@ class Learner:
         name = self.names[token_id]
         assert name is not None, "a guess is always a token in use"
         return name
-
-    def _top(self, logs: np.ndarray, mixture: np.ndarray, ends: np.ndarray) -> list[list[tuple[int, float]]]:
-        """Per message, the published distribution's `top_k` classes (ids) and probabilities:
-        ordered by the float16 log-probabilities the key keeps (ties: the lower id), so that
-        the ranks `_score` reads from them later agree with this list."""
-        k = min(self.top_k, logs.shape[1])
-        if not k or not len(logs):
-            return [[] for _ in range(len(logs))]
-        in_use = np.arange(logs.shape[1]) < (ends - NEW_ID)[:, None]
-        order = np.argsort(-np.where(in_use, logs.astype(np.float32), -np.inf), axis=1, kind="stable")[:, :k]
-        ids = order + NEW_ID
-        probs = np.take_along_axis(mixture, ids, axis=1)
-        return [
-            [(int(c), float(p)) for c, p, ok in zip(row, prow, use, strict=True) if ok]
-            for row, prow, use in zip(ids, probs, np.take_along_axis(in_use, order, axis=1), strict=True)
-        ]
-
-    def _score(self, m: _Message) -> tuple[tuple[bool | None, ...], float | None, int | None]:
-        """Score the key's pending predictions against the message's token: each predictor's
-        hit, and the token's surprise (bits) and rank under the published one."""
-        state = m.state
-        if state.log_probs is None:
-            return (None,) * len(PREDICTORS), None, None
-        known = m.known_since <= m.previous_serial  # the token had its id when the guesses were made
-        column = m.token_id - NEW_ID if known else 0  # else it was NEW to them
-        losses = (-state.log_probs[:, column].astype(np.float64)).tolist()
-        hits = tuple(known and guess == m.token_id for guess in state.guesses)
-        for score, hit, loss in zip(self.scores.values(), hits, losses, strict=True):
-            score.update(hit, loss)
-        row = state.log_probs[0]
-        value = row[column]
-        rank = 1 + int(np.count_nonzero(row > value)) + int(np.count_nonzero(row[:column] == value))
-        return hits, losses[0] / math.log(2), rank

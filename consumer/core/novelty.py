@@ -27,9 +27,16 @@ probability from that blend; the known tokens share the rest in the mixture's pr
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from consumer.core.vocab import NEW_ID
+
+if TYPE_CHECKING:
+    from consumer.core.prediction import Message
+
 
 __all__ = ["SHARE", "Novelty"]
 
@@ -64,3 +71,28 @@ class Novelty:
         out = (mixtures * scale[:, None]).astype(np.float32)
         out[:, NEW_ID] = np.where(scalable, new, before)
         return out
+
+    def published(self, messages: list[Message], mixture: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+        """Each message's published NEW probability (`consumer.core.novelty`), message by
+        message: each key's pending guess (made at its previous message, in an earlier call or
+        in this one) first teaches the weights whether its key's next token was NEW to it. The
+        values are those the keys keep (the baseline's as its float16 log), so that a call's
+        grouping never changes them."""
+        # As the keys keep them: float16 logs, read back as Python floats (math.exp on both paths).
+        base_logs = np.log(np.maximum(baseline[:, NEW_ID], 1e-12)).astype(np.float16).tolist()
+        mix_new = mixture[:, NEW_ID].tolist()
+        held: dict[int, tuple[float, float]] = {}  # id(state) -> its guess of this call's NEW
+        new = np.empty(len(messages))
+        novelty, exp = self, math.exp
+        for i, m in enumerate(messages):
+            state = m.state
+            pending = held.get(id(state))
+            if pending is None and state.log_probs is not None:
+                pending = (state.new_mix, exp(float(state.log_probs[2, 0])))
+            if pending is not None:
+                novelty.learn(*pending, new=m.known_since > m.previous_serial)
+            guess = (mix_new[i], exp(base_logs[i]))
+            new[i] = novelty.probability(*guess)
+            held[id(state)] = guess
+            state.new_mix = guess[0]
+        return new
