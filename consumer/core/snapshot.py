@@ -3,8 +3,9 @@
 The bytes are an ``.npz`` archive. Its ``header`` entry is UTF-8 JSON: the format name and
 version, the config fingerprint and fields, the learner's counters, and one object per part;
 every other entry is an array named ``part.name``. Each part saves and loads itself next to
-its own code (``save() -> (header object, arrays)``, ``load(Section, ...)``), and checks what
-it reads (`consumer.core.snapshot_read`):
+its own code (``save() -> (header object, arrays)``, ``load(Section, ...)``; the model's and
+the count model's in modules of their own beside theirs, `consumer.core.snapshot_model` and
+`consumer.core.count_model_snapshot`), and checks what it reads (`consumer.core.snapshot_read`):
 
 - ``model``: the program's variables in `Program.get_state()` order, ``weights.<name>``,
   ``adam_m.<name>``, ``adam_v.<name>`` for each of `Params`, ``adam_step``, then the mixer's
@@ -46,9 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from consumer.core import snapshot_model
+from consumer.core import count_model_snapshot, snapshot_model
 from consumer.core.config import LearnerConfig
-from consumer.core.count_model import CountModel
 from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
 from consumer.core.novelty import Novelty
@@ -99,7 +99,7 @@ def snapshot_bytes(learner: Learner) -> bytes:
     parts = {
         "vocab": learner.vocab.save(),
         "keys": learner.keys.save(learner.vocab.end),
-        "baseline": learner.count_model.save(),
+        "baseline": count_model_snapshot.save(learner.count_model),
         "replay": learner.replay.save(),
         **{f"score_{name}": score.save() for name, score in learner.scores.items()},
     }
@@ -162,7 +162,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
     ):
         raise SnapshotError("corrupt snapshot: outlier_readings must be three counts")
     in_use = {int(vocab.assigned_at[i]): i for i in range(FIRST_ID, end)}
-    count_model = CountModel.load(
+    count_model = count_model_snapshot.load(
         Section(archive, header, "baseline"),
         config.count_orders,
         size,
