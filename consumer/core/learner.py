@@ -54,10 +54,10 @@ from consumer.core.count_rows import AFTER, BEFORE, CountRows
 from consumer.core.keys import Key, KeyState, KeyTable
 from consumer.core.layout import width_for
 from consumer.core.novelty import Novelty
-from consumer.core.prediction import BASELINE_SHARE, Message, Prediction, publish, top_classes
+from consumer.core.prediction import BASELINE_SHARE, Message, Prediction, publish, score_pending, top_classes
 from consumer.core.programs import program_for, run_at_widths
 from consumer.core.replay import Replay
-from consumer.core.scoring import PREDICTORS, Score, score_pending
+from consumer.core.scoring import PREDICTORS, Score
 from consumer.core.stale import StaleIds
 from consumer.core.vocab import FIRST_ID, NEW_ID, Vocabulary
 

@@ -5,17 +5,19 @@ service's record encoders read them without loading the model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from consumer.core.scoring import PREDICTORS, Score
 from consumer.core.vocab import NEW_ID
 
 if TYPE_CHECKING:
     from consumer.core.keys import Key, KeyState
 
-__all__ = ["BASELINE_SHARE", "Message", "Prediction", "publish", "top_classes"]
+__all__ = ["BASELINE_SHARE", "Message", "Prediction", "publish", "score_pending", "top_classes"]
 
 # The baseline's part of the published distribution. Replayed on the quality benchmark's
 # streams, 0.01 lowered every log-loss but two (by at most 0.0004 nats there) and moved no hit
@@ -92,3 +94,23 @@ def top_classes(
         [(int(c), float(p)) for c, p, ok in zip(row, prow, use, strict=True) if ok]
         for row, prow, use in zip(ids, probs, np.take_along_axis(in_use, order, axis=1), strict=True)
     ]
+
+
+def score_pending(
+    m: Message, scores: dict[str, Score]
+) -> tuple[tuple[bool | None, ...], float | None, int | None]:
+    """Score the key's pending predictions against the message's token: each predictor's
+    hit, and the token's surprise (bits) and rank under the published one."""
+    state = m.state
+    if state.log_probs is None:
+        return (None,) * len(PREDICTORS), None, None
+    known = m.known_since <= m.previous_serial  # the token had its id when the guesses were made
+    column = m.token_id - NEW_ID if known else 0  # else it was NEW to them
+    losses = (-state.log_probs[:, column].astype(np.float64)).tolist()
+    hits = tuple(known and guess == m.token_id for guess in state.guesses)
+    for score, hit, loss in zip(scores.values(), hits, losses, strict=True):
+        score.update(hit, loss)
+    row = state.log_probs[0]
+    value = row[column]
+    rank = 1 + int(np.count_nonzero(row > value)) + int(np.count_nonzero(row[:column] == value))
+    return hits, losses[0] / math.log(2), rank

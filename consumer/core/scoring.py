@@ -15,20 +15,15 @@ when the guess was made is never a hit, and its log-loss is that of the NEW clas
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from consumer.core.rolling import Rolling
 from consumer.core.snapshot_read import Section
-from consumer.core.vocab import NEW_ID
 
-if TYPE_CHECKING:
-    from consumer.core.prediction import Message
-
-__all__ = ["PREDICTORS", "ROLLING", "Score", "pooled_hit_rate", "score_pending"]
+__all__ = ["PREDICTORS", "ROLLING", "Score", "pooled_hit_rate"]
 
 PREDICTORS = ("published", "lstm", "baseline")
 ROLLING = (100, 1000)
@@ -110,23 +105,3 @@ def pooled_hit_rate(scores: Iterable[Score], n: int) -> float | None:
         hits += score.rolling_hits(n)
         scored += score.rolling_scored(n)
     return hits / scored if scored else None
-
-
-def score_pending(
-    m: Message, scores: dict[str, Score]
-) -> tuple[tuple[bool | None, ...], float | None, int | None]:
-    """Score the key's pending predictions against the message's token: each predictor's
-    hit, and the token's surprise (bits) and rank under the published one."""
-    state = m.state
-    if state.log_probs is None:
-        return (None,) * len(PREDICTORS), None, None
-    known = m.known_since <= m.previous_serial  # the token had its id when the guesses were made
-    column = m.token_id - NEW_ID if known else 0  # else it was NEW to them
-    losses = (-state.log_probs[:, column].astype(np.float64)).tolist()
-    hits = tuple(known and guess == m.token_id for guess in state.guesses)
-    for score, hit, loss in zip(scores.values(), hits, losses, strict=True):
-        score.update(hit, loss)
-    row = state.log_probs[0]
-    value = row[column]
-    rank = 1 + int(np.count_nonzero(row > value)) + int(np.count_nonzero(row[:column] == value))
-    return hits, losses[0] / math.log(2), rank
