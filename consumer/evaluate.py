@@ -24,25 +24,31 @@ import dataclasses
 import importlib.util
 import json
 import math
-import os
-import resource
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from consumer.anomalies import AnomalyTally, parse_label
+from consumer.anomalies import AnomalyTally
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.core.repair import READINGS
 from consumer.core.rolling import Rolling
 from consumer.core.scoring import PREDICTORS
 from consumer.settings import EvaluateSettings
+from consumer.token_file import (
+    Record,
+    parse_line,
+    peak_resident_mb,
+    read_labelled,
+    read_records,
+    resident_mb,
+)
 from lstm_stream.settings import ConfigError
 
 if TYPE_CHECKING:
@@ -61,54 +67,7 @@ __all__ = [
     "summary",
 ]
 
-Record = tuple[str | None, str]
 GOAL_WINDOW, GOAL_HITS = 100, 99  # "learned": 99 hits among the last 100 scored predictions
-
-
-def parse_line(line: str) -> tuple[str | None, str, bool | None] | None:
-    """``TOKEN``, ``KEY<TAB>TOKEN`` or ``KEY<TAB>TOKEN<TAB>LABEL`` (an empty key is the default
-    stream) as (key, token, label or None); None for a blank line. A `ValueError` for a label
-    that is not one."""
-    fields = line.rstrip("\r\n").split("\t", 2)
-    if len(fields) == 1:
-        fields = ["", fields[0]]
-    key, token = fields[0].strip() or None, fields[1].strip()
-    label = None
-    if len(fields) == 3:
-        label = parse_label(fields[2])
-        if label is None:
-            raise ValueError(f"the label {fields[2].strip()!r} is not 1/0, true/false or anomaly/normal")
-    return (key, token, label) if token else None
-
-
-def read_records(path: str) -> list[Record]:
-    """Every record of the file (``-``: standard input); a `ConfigError` if it cannot be read."""
-    return read_labelled(path)[0]
-
-
-def read_labelled(path: str) -> tuple[list[Record], list[bool] | None]:
-    """The file's records, and their labels if any line has one (the others are normal)."""
-    try:
-        if path == "-":
-            lines: Iterable[str] = sys.stdin.readlines()
-        else:
-            # surrogateescape: undecodable bytes stay distinct tokens instead of failing the run
-            lines = Path(path).read_text(encoding="utf-8", errors="surrogateescape").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    records: list[Record] = []
-    labels: list[bool] = []
-    labelled = False
-    for number, line in enumerate(lines, start=1):
-        try:
-            parsed = parse_line(line)
-        except ValueError as exc:
-            raise ConfigError(f"{path}, line {number}: {exc}") from None
-        if parsed is not None:
-            records.append((parsed[0], parsed[1]))
-            labels.append(bool(parsed[2]))
-            labelled |= parsed[2] is not None
-    return records, labels if labelled else None
 
 
 class Curve:
@@ -158,28 +117,6 @@ class Report:
 
     results: dict[str, Any]
     tracker: Tracker = field(repr=False)
-
-
-def peak_resident_mb() -> float:
-    """The process's peak resident memory, in MB: VmHWM on Linux (ru_maxrss there keeps the
-    peak of the process that exec'ed this one, e.g. a benchmark's)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def resident_mb() -> float | None:
-    """The process's resident memory now (Linux), in MB; max_rss_mb is its peak."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _replay(

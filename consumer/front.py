@@ -41,7 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 from consumer import logs
-from consumer.http import JSON, Reply, Server, response, text
+from consumer.http import Reply, Server
+from consumer.http_response import JSON, response, text
 from consumer.query import Staged, Store
 
 __all__ = ["Feed", "Front", "FrontServer"]

@@ -32,12 +32,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-__all__ = ["JSON", "HealthServer", "Probe", "Reply", "Server", "response", "text"]
+from consumer.http_response import response, text
+
+__all__ = ["HealthServer", "Probe", "Reply", "Server"]
 
 log = logging.getLogger(__name__)
 Metrics = Callable[[], tuple[bytes, str]]
 Reply = bytes | Future[bytes]
-JSON = "application/json"
 
 
 class Probe:
@@ -296,25 +297,3 @@ class _Connection:
     reply: memoryview | None = None
     later: Future[bytes] | None = None
     linger: bool = False
-
-
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           502: "Bad Gateway", 503: "Service Unavailable"}  # fmt: skip
-
-
-def response(status: int, body: bytes, content_type: str, head: bool = False, allow: bool = False) -> bytes:
-    """A whole HTTP/1.1 response (``head``: without its body)."""
-    lines = [
-        f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-        *(["Allow: GET"] if allow else []),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else body)
-
-
-def text(status: int, body: str) -> tuple[int, bytes, str]:
-    """(status, body, content type) of a plain-text answer."""
-    return status, (body + "\n").encode(), "text/plain; charset=utf-8"

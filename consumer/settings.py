@@ -1,7 +1,8 @@
 """Settings of lstm-consumer's commands besides the model's (`consumer.core.config.LearnerConfig`).
 
 Every field is a flag and an environment variable with the prefix ``LSTM_CONSUMER_``. This
-module stays light: `lstm-consumer --help` must not import TensorFlow.
+module stays light: `lstm-consumer --help` must not import TensorFlow. `evaluate`'s own
+settings are in `consumer.evaluate_settings` (`EvaluateSettings`, also importable from here).
 
 >>> from lstm_stream.settings import load
 >>> s = load(RunSettings, PREFIX, ["--group-id", "g1"], env={"LSTM_CONSUMER_COMMIT_INTERVAL_MS": "50"})
@@ -14,13 +15,6 @@ Traceback (most recent call last):
 ...
 lstm_stream.settings.ConfigError: --processing-guarantee (env LSTM_CONSUMER_PROCESSING_GUARANTEE): \
 must be one of exactly_once, at_least_once, got 'twice'
-
->>> load(EvaluateSettings, PREFIX, ["--chunk", "64", "--json"], env={})
-EvaluateSettings(chunk=64, json=True, anomaly_top_g=1, anomaly_from=0, plot='', save='', quiet=False)
->>> load(EvaluateSettings, PREFIX, [], env={"LSTM_CONSUMER_CHUNK": "0"})
-Traceback (most recent call last):
-...
-lstm_stream.settings.ConfigError: --chunk (env LSTM_CONSUMER_CHUNK): must be >= 1, got 0
 """
 
 from __future__ import annotations
@@ -32,6 +26,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from consumer.evaluate_settings import EvaluateSettings
 from lstm_stream.json_fields import parse_path
 from lstm_stream.kafka_options import KafkaClientSettings, replication_factor_option
 from lstm_stream.settings import ConfigError, at_least, option
@@ -50,7 +45,7 @@ __all__ = [
 ]
 
 PREFIX = "LSTM_CONSUMER_"
-EVALUATE, TOPICS, PROCESSING, INPUT, OPERATIONS = "evaluate", "topics", "processing", "input", "operations"
+TOPICS, PROCESSING, INPUT, OPERATIONS = "topics", "processing", "input", "operations"
 EXPORT, SNAPSHOT = "export", "snapshot"
 PREDICTIONS = "predictions"
 GUARANTEES = ("exactly_once", "at_least_once")
@@ -59,41 +54,6 @@ VALUE_FORMATS = ("text", "json")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-
-@dataclass(frozen=True)
-class EvaluateSettings:
-    """How `lstm-consumer evaluate` replays a file and reports."""
-
-    chunk: int = option(
-        512,
-        "messages per learner call (strict mode's results do not depend on it)",
-        check=at_least(1),
-        group=EVALUATE,
-    )
-    json: bool = option(False, "print one JSON object of results on stdout", group=EVALUATE)
-    anomaly_top_g: int = option(
-        1,
-        "the anomaly figures' G: a token not among its key's previous G most likely is an anomaly",
-        check=at_least(1),
-        group=EVALUATE,
-    )
-    anomaly_from: int = option(
-        0,
-        "count anomalies from this message on (the ones before are the learning)",
-        check=at_least(0),
-        group=EVALUATE,
-    )
-    plot: str = option(
-        "", "write a PNG of the rolling hit rates to this path (needs the [plot] extra)", group=EVALUATE
-    )
-    save: str = option(
-        "",
-        "write the learner, as the replay left it, to this file (a snapshot: load it in Python with "
-        "consumer.core.snapshot.load)",
-        group=EVALUATE,
-    )
-    quiet: bool = option(False, "no progress bar and no summary on stderr", group=EVALUATE)
 
 
 def usable_cpus() -> int:

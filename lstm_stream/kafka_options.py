@@ -30,7 +30,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from lstm_stream.settings import ConfigError, Secret, at_least, option
+from lstm_stream.secret import Secret
+from lstm_stream.settings import ConfigError, at_least, option
 
 __all__ = [
     "SASL_MECHANISMS",

@@ -39,6 +39,8 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from lstm_stream.secret import Secret
+
 __all__ = [
     "ConfigError",
     "Secret",
@@ -63,32 +65,6 @@ _UNSET = object()
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the option. Exit code 2."""
-
-
-class Secret:
-    """A credential: never shown by repr/str, so it cannot leak into logs or errors."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('**********')" if self._value else "Secret('')"
-
-    __str__ = __repr__
 
 
 def option(

@@ -296,7 +296,7 @@ def test_peak_memory_is_in_megabytes_where_proc_is_missing(monkeypatch: pytest.M
     """macOS has no /proc and gives ru_maxrss in bytes; Linux in KiB."""
     import resource
 
-    from consumer import evaluate
+    from consumer import token_file
 
     class NoProc:
         def __init__(self, *args: object) -> None:
@@ -306,11 +306,11 @@ def test_peak_memory_is_in_megabytes_where_proc_is_missing(monkeypatch: pytest.M
             raise OSError("no /proc here")
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    monkeypatch.setattr(evaluate, "Path", NoProc)
+    monkeypatch.setattr(token_file, "Path", NoProc)
     monkeypatch.setattr(sys, "platform", "linux")
-    linux = evaluate.peak_resident_mb()
+    linux = token_file.peak_resident_mb()
     monkeypatch.setattr(sys, "platform", "darwin")
-    darwin = evaluate.peak_resident_mb()
+    darwin = token_file.peak_resident_mb()
     assert linux >= usage.ru_maxrss / 1024
     assert darwin * 1024 == pytest.approx(linux, rel=0.01)
 

@@ -1,0 +1,57 @@
+"""The settings of `lstm-consumer evaluate` besides the model's: how it replays and reports.
+
+Flags and environment variables (prefix ``LSTM_CONSUMER_``), as every command's.
+
+>>> from lstm_stream.settings import load
+>>> load(EvaluateSettings, "LSTM_CONSUMER_", ["--chunk", "64", "--json"], env={})
+EvaluateSettings(chunk=64, json=True, anomaly_top_g=1, anomaly_from=0, plot='', save='', quiet=False)
+>>> load(EvaluateSettings, "LSTM_CONSUMER_", [], env={"LSTM_CONSUMER_CHUNK": "0"})
+Traceback (most recent call last):
+...
+lstm_stream.settings.ConfigError: --chunk (env LSTM_CONSUMER_CHUNK): must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lstm_stream.settings import at_least, option
+
+__all__ = ["EvaluateSettings"]
+
+EVALUATE = "evaluate"
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """How `lstm-consumer evaluate` replays a file and reports."""
+
+    chunk: int = option(
+        512,
+        "messages per learner call (strict mode's results do not depend on it)",
+        check=at_least(1),
+        group=EVALUATE,
+    )
+    json: bool = option(False, "print one JSON object of results on stdout", group=EVALUATE)
+    anomaly_top_g: int = option(
+        1,
+        "the anomaly figures' G: a token not among its key's previous G most likely is an anomaly",
+        check=at_least(1),
+        group=EVALUATE,
+    )
+    anomaly_from: int = option(
+        0,
+        "count anomalies from this message on (the ones before are the learning)",
+        check=at_least(0),
+        group=EVALUATE,
+    )
+    plot: str = option(
+        "", "write a PNG of the rolling hit rates to this path (needs the [plot] extra)", group=EVALUATE
+    )
+    save: str = option(
+        "",
+        "write the learner, as the replay left it, to this file (a snapshot: load it in Python with "
+        "consumer.core.snapshot.load)",
+        group=EVALUATE,
+    )
+    quiet: bool = option(False, "no progress bar and no summary on stderr", group=EVALUATE)
