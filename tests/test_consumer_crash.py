@@ -26,7 +26,7 @@ from tests.test_consumer_service import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
-MESSAGES = int(os.environ.get("CRASH_MESSAGES", "8000"))  # 5 lives must not get through it all
+MESSAGES = int(os.environ.get("CRASH_MESSAGES", "24000"))  # 5 lives must not get through it all
 KILLS = int(os.environ.get("CRASH_KILLS", "5"))
 READ_TIMEOUT_S = 300 + MESSAGES / 50  # the last life and the reference run work through the backlog
 

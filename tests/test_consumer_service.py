@@ -244,8 +244,13 @@ def test_export_writes_a_keras_model_that_predicts_like_the_learner(
         "probs = model.predict(np.array([window]), verbose=0)[0]\n"
         "print(vocab[str(3 + int(np.argmax(probs[3:])))])\n"  # a guess is a token: never NEW (id 2)
     )
+    from consumer.core.config import LearnerConfig
+
     result = subprocess.run(
-        [sys.executable, "-c", check, *tokens[-64:]], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", check, *tokens[-LearnerConfig().window :]],  # the model's input
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == last["lstm"]  # the export is the LSTM alone
