@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from consumer.core.config import LearnerConfig
 from tests.conftest import REPO, require
 from tests.consumer_harness import ConsumerProcess, produce, read_all, seed_tokens
 from tests.consumer_harness import metric_samples as _samples
@@ -139,7 +140,7 @@ def test_the_info_metric_tells_deployments_apart(running: Running) -> None:
     assert labels["group"].startswith("mon-")
     assert labels["input_topic"] == f"mon-in-{labels['group'][4:]}"
     assert labels["output_topic"] == f"mon-out-{labels['group'][4:]}"
-    assert labels["window"] == "64"
+    assert labels["window"] == str(LearnerConfig().window)  # the model's settings, as configured
     assert labels["version"]
 
 
