@@ -51,7 +51,11 @@ class Checkpoint:
         self.started = time.monotonic()
 
     def due(self) -> bool:
-        return (time.monotonic() - self.started) * 1000 >= self.settings.commit_interval_ms
+        return self.due_in_ms() <= 0
+
+    def due_in_ms(self) -> float:
+        """Milliseconds until the commit interval ends (negative once it has)."""
+        return self.settings.commit_interval_ms - (time.monotonic() - self.started) * 1000
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None, **kw: Any) -> Any:
         return self.producer.send(topic, key=key, value=value, headers=headers or [], **kw)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from math import ceil
 from typing import Any
 
 from kafka import TopicPartition
@@ -110,7 +111,8 @@ class Session:
         poll_ms = min(s.commit_interval_ms, 200)
         while not stop.is_set():
             # While calls are in flight, poll briefly: their results are sent as they finish.
-            timeout = 1 if self.processor.busy else poll_ms
+            # Otherwise wait no later than the commit is due, so a poll never delays it.
+            timeout = 1 if self.processor.busy else max(1, min(poll_ms, ceil(self.checkpoint.due_in_ms())))
             polled = self.consumer.poll(timeout_ms=timeout, max_records=s.max_poll_records)
             self._raise_listener_error()
             self.probe.beat()
