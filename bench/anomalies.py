@@ -7,7 +7,12 @@ one; a token never seen again, one token again and again, or one of five), one a
 several generator seeds, `evaluate` replays the labelled stream and scores the anomalies (an
 input not among its key's previous G most likely tokens) against the labels, once learned: from
 the 1,000th message of each key on. Prints one JSON object, {"cases": {name: figures}, "worst":
-...}; a table goes to stderr.
+..., "over_time": ...}; a table goes to stderr.
+
+Over time (`bench.streams_over_time`), scored chronologically in segments of --segment messages:
+a new normal event that starts mid-stream (how many alarms it raises, and the messages from its
+first appearance to its last alarm), and a log of interleaved lifecycles whose workflow drifts
+twice, with error events injected.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import record, streams
+from bench import record, streams, streams_over_time
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.evaluate import evaluate
@@ -40,6 +45,37 @@ def case(mode: str, foreign: str, keys: int, seed: int, args: argparse.Namespace
     return {name: results[name] for name in FIGURES}
 
 
+def over_time(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One stream of `bench.streams_over_time`, scored segment by segment."""
+    if name == "new_normal":
+        records, labels = streams_over_time.new_normal(args.messages, args.rate, seed=100)
+    else:
+        records, labels = streams_over_time.drifting_log(2 * args.messages, seed=100)
+    settings = EvaluateSettings(anomaly_top_g=args.g, anomaly_from=1000, anomaly_segment=args.segment)
+    results = evaluate(records, LearnerConfig(), settings, labels=labels).results
+    new = results["new_normal"]
+    return {
+        **{name: results[name] for name in FIGURES},
+        "segments": [
+            {k: v for k, v in s.items() if k in ("from", "alarms_per_1000", "precision", "recall")}
+            for s in results["anomaly_segments"]
+        ],
+        "new_normal_alarms": new["alarms"],
+        "new_normal_max_messages_to_silence": new["max_messages_to_silence"],
+        "new_normal_tokens": new["tokens"],
+    }
+
+
+def _segments(figures: dict[str, Any]) -> str:
+    def one(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    return "  ".join(
+        f"[{s['from']}: {s['alarms_per_1000']:.0f}/1000 p {one(s['precision'])} r {one(s['recall'])}]"
+        for s in figures["segments"]
+    )
+
+
 def _shown(figures: dict[str, Any]) -> str:
     def one(value: Any) -> str:
         return f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -53,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=6000, help="per key")
     parser.add_argument("--rate", type=float, default=0.01)
     parser.add_argument("--g", type=int, default=1)
+    parser.add_argument("--segment", type=int, default=1000, help="messages per segment, over time")
     record.add_argument(parser)
     args = parser.parse_args(argv)
     recorder = record.Recorder("anomalies", args.record, argv)
@@ -75,7 +112,25 @@ def main(argv: list[str] | None = None) -> int:
         "cases_precision_at_least_0.95": sum(p >= 0.95 for p in precisions),
         "cases": len(cases),
     }
-    result = {"benchmark": "anomalies", "g": args.g, "rate": args.rate, "worst": worst, "cases": cases}
+    timed: dict[str, Any] = {}
+    for name in ("new_normal", "drifting_log"):
+        timed[name] = figures = over_time(name, args)
+        print(f"{name:32s} {_shown({k: figures[k] for k in FIGURES})}", file=sys.stderr)
+        print(f"{'':32s} {_segments(figures)}", file=sys.stderr)
+        print(
+            f"{'':32s} new normal tokens: {figures['new_normal_alarms']} alarms, the last "
+            f"{figures['new_normal_max_messages_to_silence']} messages after the first appearance",
+            file=sys.stderr,
+            flush=True,
+        )
+    result = {
+        "benchmark": "anomalies",
+        "g": args.g,
+        "rate": args.rate,
+        "worst": worst,
+        "cases": cases,
+        "over_time": timed,
+    }
     print(json.dumps(result))
     recorder.write(result)
     return 0

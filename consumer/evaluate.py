@@ -102,8 +102,8 @@ class Tracker:
         self.anomalies = anomalies or AnomalyTally(g=1)
         self.messages = 0
 
-    def update(self, predictions: Sequence[Prediction]) -> None:
-        self.anomalies.update(predictions)
+    def update(self, predictions: Sequence[Prediction], tokens: Sequence[str] | None = None) -> None:
+        self.anomalies.update(predictions, tokens)
         for prediction in predictions:
             self.messages += 1
             hits = (prediction.previous_hit, prediction.previous_lstm_hit, prediction.previous_baseline_hit)
@@ -130,7 +130,7 @@ def _replay(
         for start in range(0, len(records), settings.chunk):
             began = time.perf_counter()
             part = records[start : start + settings.chunk]
-            tracker.update(learner.learn_predict_many(part))
+            tracker.update(learner.learn_predict_many(part), [token for _, token in part])
             times.append(time.perf_counter() - began)
             bar.update(len(part))
             bar.set_postfix(hit100=f"{learner.score.rolling_hit_rate(100):.3f}", refresh=False)
@@ -152,7 +152,9 @@ def evaluate(
         from consumer.core.learner import Learner  # TensorFlow: only once there is work to do
 
         learner = Learner(config, min_batch=settings.chunk)  # one compiled program, the last chunk too
-    anomalies = AnomalyTally(settings.anomaly_top_g, settings.anomaly_from, labels)
+    anomalies = AnomalyTally(
+        settings.anomaly_top_g, settings.anomaly_from, labels, segment=settings.anomaly_segment
+    )
     tracker = Tracker(keep_curves=keep_curves or bool(settings.plot), anomalies=anomalies)
     times = _replay(learner, records, settings, tracker)
     return Report(_results(learner, tracker, times, settings), tracker)
@@ -249,6 +251,14 @@ def _anomaly_line(r: dict[str, Any]) -> str:
         figures = [(name, r[f"anomaly_{name}"]) for name in ("precision", "recall", "f1")]
         line += ", against the labels " + ", ".join(
             f"{n} {'n/a' if v is None else f'{v:.3f}'}" for n, v in figures
+        )
+    new = r.get("new_normal")
+    if new and new["count"]:
+        silence = new["max_messages_to_silence"]
+        line += (
+            f"\n  new normal tokens (labelled normal, first met from message {r['anomaly_from']}): "
+            f"{new['count']}, {new['alarms']} alarms, "
+            + ("none alarmed" if silence is None else f"the last alarm {silence} messages after one's first")
         )
     return line
 

@@ -3,8 +3,10 @@
 Flags and environment variables (prefix ``LSTM_CONSUMER_``), as every command's.
 
 >>> from lstm_stream.settings import load
->>> load(EvaluateSettings, "LSTM_CONSUMER_", ["--chunk", "64", "--json"], env={})
-EvaluateSettings(chunk=64, json=True, anomaly_top_g=1, anomaly_from=0, plot='', save='', quiet=False)
+>>> settings = load(EvaluateSettings, "LSTM_CONSUMER_", ["--chunk", "64", "--json"], env={})
+>>> settings  # doctest: +NORMALIZE_WHITESPACE
+EvaluateSettings(chunk=64, json=True, anomaly_top_g=1, anomaly_from=0, anomaly_segment=0,
+                 plot='', save='', quiet=False)
 >>> load(EvaluateSettings, "LSTM_CONSUMER_", [], env={"LSTM_CONSUMER_CHUNK": "0"})
 Traceback (most recent call last):
 ...
@@ -42,6 +44,13 @@ class EvaluateSettings:
     anomaly_from: int = option(
         0,
         "count anomalies from this message on (the ones before are the learning)",
+        check=at_least(0),
+        group=EVALUATE,
+    )
+    anomaly_segment: int = option(
+        0,
+        "also report the anomaly figures (alarms per 1,000 messages; with labels precision and recall)"
+        " over consecutive segments of this many counted messages (0: not)",
         check=at_least(0),
         group=EVALUATE,
     )

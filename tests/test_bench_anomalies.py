@@ -17,7 +17,10 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_the_anomaly_benchmark_prints_its_figures() -> None:
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "anomalies.py"), "--seeds", "1", "--messages", "1300"],
+        [
+            *(sys.executable, str(REPO / "bench" / "anomalies.py")),
+            *("--seeds", "1", "--messages", "1300", "--segment", "100"),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -37,3 +40,11 @@ def test_the_anomaly_benchmark_prints_its_figures() -> None:
     assert report["worst"]["precision"] == min(precisions)
     assert report["worst"]["cases_precision_at_least_0.95"] == sum(p >= 0.95 for p in precisions)
     assert report["worst"]["cases"] == len(cases)
+    timed = report["over_time"]  # chronological: the counted messages in segments of 100
+    assert set(timed) == {"new_normal", "drifting_log"}
+    for name, length in (("new_normal", 1300), ("drifting_log", 2600)):
+        segments = timed[name]["segments"]
+        assert [s["from"] for s in segments] == list(range(1000, length, 100))
+        assert timed[name]["labelled_anomalies"] > 0
+        flagged = sum(s["alarms_per_1000"] * 100 / 1000 for s in segments)
+        assert round(flagged) == timed[name]["anomalies"]

@@ -71,6 +71,44 @@ def test_lines_are_tokens_or_key_tab_token_with_an_optional_label() -> None:
         parse_line("k\ta\tb")
 
 
+def test_anomalies_over_time_segments_and_time_to_silence(tmp_path: Path) -> None:
+    """Segments partition the counted messages; a new normal event recurring from mid-stream
+    alarms at first, then falls silent, and its time to silence is reported."""
+    lines, pattern = [], "abcabd"
+    for i in range(1800):
+        if i >= 600 and i % 10 == 0:
+            lines.append("s\tdeploy\t0")  # new, and normal from then on
+        elif i in (905, 1305, 1705):
+            lines.append(f"s\tzz{i}\t1")
+        else:
+            lines.append(f"s\t{pattern[i % 6]}\t0")
+    source = tmp_path / "drift.txt"
+    source.write_text("\n".join(lines) + "\n")
+    result = consumer(
+        "evaluate", str(source), "--json", *SMALL, "--anomaly-from", "300", "--anomaly-segment", "500"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    segments = report["anomaly_segments"]
+    assert [s["from"] for s in segments] == [300, 800, 1300]
+    assert [s["messages"] for s in segments] == [500, 500, 500]
+    assert sum(s["alarms"] for s in segments) == report["anomalies"]
+    assert sum(s["labelled_anomalies"] for s in segments) == report["labelled_anomalies"] == 3
+    for s in segments:
+        assert s["alarms_per_1000"] == 1000 * s["alarms"] / s["messages"]
+    new = {t["token"]: t for t in report["new_normal"]["tokens"]}
+    assert set(new) == {"deploy"}  # the foreign tokens are labelled anomalies: not normal
+    deploy = new["deploy"]
+    assert deploy["first"] == 600
+    assert deploy["alarms"] >= 1  # a token never seen is flagged
+    assert deploy["messages_to_silence"] == deploy["last_alarm"] - 600
+    assert deploy["alarms"] < 120  # of its 120 messages: it is being learned
+    # Learned over time: the last segment alarms less than one before it did.
+    assert segments[-1]["alarms"] < max(s["alarms"] for s in segments[:-1])
+    assert report["new_normal"]["max_messages_to_silence"] == deploy["messages_to_silence"]
+    assert "new normal tokens" in result.stderr
+
+
 def test_labels_give_anomaly_precision_and_recall(tmp_path: Path) -> None:
     """A labelled file: the anomaly figures against the labels, in the JSON and the summary."""
     lines = [f"s\t{'abcabc'[i % 6]}\t0" for i in range(600)]
