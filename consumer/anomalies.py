@@ -30,14 +30,17 @@ its first appearance each raised its last alarm: its time to silence.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from consumer.core.feedback import Transition
+    from consumer.core.keys import Key
     from consumer.core.prediction import Prediction
 
-__all__ = ["LABELS", "AnomalyTally", "NewToken", "Segment", "parse_label"]
+__all__ = ["LABELS", "AnomalyTally", "LabelReader", "NewToken", "Segment", "parse_label"]
 
 LABELS = {
     **dict.fromkeys(("1", "true", "yes", "anomaly", "anomalous"), True),
@@ -65,8 +68,18 @@ class AnomalyTally:
     seen: set[str] = field(default_factory=set)  # tokens met so far
     new: dict[str, NewToken] = field(default_factory=dict)  # first met from `start` on
 
-    def update(self, predictions: Sequence[Prediction], tokens: Sequence[str] | None = None) -> None:
-        """Count the next messages' predictions; with their `tokens`, follow the new ones."""
+    def flags(self, prediction: Prediction) -> bool:
+        """Whether its rank alone flags the input: not among the key's previous G."""
+        return prediction.rank is not None and prediction.rank > self.g
+
+    def update(
+        self,
+        predictions: Sequence[Prediction],
+        tokens: Sequence[str] | None = None,
+        flags: Sequence[bool] | None = None,
+    ) -> None:
+        """Count the next messages' predictions, flagged as `flags` says (default: by rank);
+        with their `tokens`, follow the new ones."""
         for i, prediction in enumerate(predictions):
             index, self.messages = self.messages, self.messages + 1
             token = tokens[i] if tokens is not None else None
@@ -75,7 +88,7 @@ class AnomalyTally:
                     self.seen.add(token)
                 continue
             label = bool(self.labels[index]) if self.labels is not None else False
-            flagged = prediction.rank is not None and prediction.rank > self.g
+            flagged = flags[i] if flags is not None else self.flags(prediction)
             self.scored += prediction.rank is not None
             self.flagged += flagged
             self.labelled += label
@@ -128,6 +141,29 @@ class AnomalyTally:
 
 
 NEW_SHOWN = 20  # new normal tokens listed in the results, first met first
+
+
+@dataclass
+class LabelReader:
+    """A reader of the alerts, replayed from the labels: the first `first` false alarms of each
+    transition (`per="transition"`), or of the whole stream from message `start` on
+    (`per="stream"`), are marked normal, as someone reading them would."""
+
+    labels: Sequence[bool]
+    first: int
+    per: str = "transition"
+    start: int = 0
+    given: Counter[Any] = field(default_factory=Counter)
+
+    def marks(self, alarms: Sequence[tuple[int, Key, Transition]]) -> list[tuple[int, Key, bool]]:
+        """(index, key, normal) for the alarms (index, key, transition) this reader marks."""
+        out = []
+        for index, key, transition in alarms:
+            which = transition if self.per == "transition" else None
+            if index >= self.start and not self.labels[index] and self.given[which] < self.first:
+                self.given[which] += 1
+                out.append((index, key, True))
+        return out
 
 
 def _quality(tp: int, flagged: int, labelled: int, prefix: str = "") -> dict[str, float | None]:

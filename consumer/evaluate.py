@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from consumer.anomalies import AnomalyTally
+from consumer.anomalies import AnomalyTally, LabelReader
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.core.repair import READINGS
@@ -102,8 +102,13 @@ class Tracker:
         self.anomalies = anomalies or AnomalyTally(g=1)
         self.messages = 0
 
-    def update(self, predictions: Sequence[Prediction], tokens: Sequence[str] | None = None) -> None:
-        self.anomalies.update(predictions, tokens)
+    def update(
+        self,
+        predictions: Sequence[Prediction],
+        tokens: Sequence[str] | None = None,
+        flags: Sequence[bool] | None = None,
+    ) -> None:
+        self.anomalies.update(predictions, tokens, flags)
         for prediction in predictions:
             self.messages += 1
             hits = (prediction.previous_hit, prediction.previous_lstm_hit, prediction.previous_baseline_hit)
@@ -120,9 +125,15 @@ class Report:
 
 
 def _replay(
-    learner: Learner, records: list[Record], settings: EvaluateSettings, tracker: Tracker
+    learner: Learner,
+    records: list[Record],
+    settings: EvaluateSettings,
+    tracker: Tracker,
+    reader: LabelReader | None = None,
 ) -> list[float]:
-    """Feed every chunk; return each chunk's wall time."""
+    """Feed every chunk, each input judged as the service judges it (its rank, and the marks
+    given so far); the `reader`'s marks on a chunk's alarms apply after it. Return each
+    chunk's wall time."""
     times = []
     with tqdm(
         total=len(records), unit="msg", desc="evaluate", disable=True if settings.quiet else None
@@ -130,7 +141,17 @@ def _replay(
         for start in range(0, len(records), settings.chunk):
             began = time.perf_counter()
             part = records[start : start + settings.chunk]
-            tracker.update(learner.learn_predict_many(part), [token for _, token in part])
+            predictions = learner.learn_predict_many(part)
+            tokens = [token for _, token in part]
+            alarms, flags = [], []
+            for index, (p, token) in enumerate(zip(predictions, tokens, strict=True), start=start):
+                flagged = learner.feedback.judge(index, p.key, p.context, token, tracker.anomalies.flags(p))
+                flags.append(flagged)
+                if flagged:
+                    alarms.append((index, p.key, (*p.context, token)))
+            tracker.update(predictions, tokens, flags)
+            for index, key, normal in reader.marks(alarms) if reader else []:
+                learner.feedback.mark(index, key, normal)
             times.append(time.perf_counter() - began)
             bar.update(len(part))
             bar.set_postfix(hit100=f"{learner.score.rolling_hit_rate(100):.3f}", refresh=False)
@@ -145,9 +166,12 @@ def evaluate(
     keep_curves: bool = False,
     learner: Learner | None = None,
     labels: list[bool] | None = None,
+    reader: LabelReader | None = None,
 ) -> Report:
     """Replay `records` through a fresh learner of `config` (or through `learner`, as it is);
-    keep the curves if asked or a plot is; score the anomalies against `labels` if given."""
+    keep the curves if asked or a plot is; score the anomalies against `labels` if given, with
+    the marks of `reader` (default: one marking the first --feedback-first false alarms of each
+    transition normal, if that is above 0)."""
     if learner is None:
         from consumer.core.learner import Learner  # TensorFlow: only once there is work to do
 
@@ -156,7 +180,9 @@ def evaluate(
         settings.anomaly_top_g, settings.anomaly_from, labels, segment=settings.anomaly_segment
     )
     tracker = Tracker(keep_curves=keep_curves or bool(settings.plot), anomalies=anomalies)
-    times = _replay(learner, records, settings, tracker)
+    if reader is None and settings.feedback_first and labels is not None:
+        reader = LabelReader(labels, settings.feedback_first, start=settings.anomaly_from)
+    times = _replay(learner, records, settings, tracker, reader)
     return Report(_results(learner, tracker, times, settings), tracker)
 
 
@@ -198,6 +224,8 @@ def _results(
         "predictions": learner.score.scored,
         **_scores(learner, tracker),
         **tracker.anomalies.results(),
+        "feedback_marks": learner.feedback.marks,
+        "feedback_silenced": learner.feedback.silenced,
         "seconds": seconds,
         "msgs_per_s": learner.messages / seconds if seconds > 0 else None,
         "steady_msgs_per_s": steady / sum(times[1:]) if steady and sum(times[1:]) > 0 else None,
@@ -273,6 +301,8 @@ def run(path: str, settings: EvaluateSettings, config: LearnerConfig) -> int:
         # Before the learning, not after it: the plot extra is not in the service's image.
         raise ConfigError("--plot: needs matplotlib, which is not installed: pip install 'lstm-stream[plot]'")
     records, labels = read_labelled(path)
+    if settings.feedback_first and labels is None:
+        raise ConfigError("--feedback-first: replays marks from the labels, and the file has none")
     learner = None
     if settings.save:
         from consumer.core.learner import Learner

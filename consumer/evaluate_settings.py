@@ -6,7 +6,7 @@ Flags and environment variables (prefix ``LSTM_CONSUMER_``), as every command's.
 >>> settings = load(EvaluateSettings, "LSTM_CONSUMER_", ["--chunk", "64", "--json"], env={})
 >>> settings  # doctest: +NORMALIZE_WHITESPACE
 EvaluateSettings(chunk=64, json=True, anomaly_top_g=1, anomaly_from=0, anomaly_segment=0,
-                 plot='', save='', quiet=False)
+                 feedback_first=0, plot='', save='', quiet=False)
 >>> load(EvaluateSettings, "LSTM_CONSUMER_", [], env={"LSTM_CONSUMER_CHUNK": "0"})
 Traceback (most recent call last):
 ...
@@ -51,6 +51,13 @@ class EvaluateSettings:
         0,
         "also report the anomaly figures (alarms per 1,000 messages; with labels precision and recall)"
         " over consecutive segments of this many counted messages (0: not)",
+        check=at_least(0),
+        group=EVALUATE,
+    )
+    feedback_first: int = option(
+        0,
+        "replay a reader of the alerts from the labels: the first N false alarms of each transition"
+        " (context, token) are marked normal, as `POST .../feedback` would (0: no marks)",
         check=at_least(0),
         group=EVALUATE,
     )

@@ -48,3 +48,17 @@ def test_the_anomaly_benchmark_prints_its_figures() -> None:
         assert timed[name]["labelled_anomalies"] > 0
         flagged = sum(s["alarms_per_1000"] * 100 / 1000 for s in segments)
         assert round(flagged) == timed[name]["anomalies"]
+    five = {name: c for name, c in cases.items() if "_five_" in name}
+    assert five
+    assert all(("feedback_anomaly_precision" in c) == ("_five_" in name) for name, c in cases.items())
+    for c in five.values():  # marks on false alarms only silence them: no true alarm is lost
+        assert c["feedback_anomalies"] <= c["anomalies"]
+        assert c["feedback_anomaly_recall"] == c["anomaly_recall"]
+        assert c["feedback_anomaly_precision"] >= c["anomaly_precision"]
+    assert report["worst"]["five_with_feedback_precision"] == min(
+        c["feedback_anomaly_precision"] for c in five.values()
+    )
+    marked = timed["new_normal"]["with_feedback_on_first"]
+    assert set(marked) == {"1", "3"}
+    for r in marked.values():
+        assert r["anomalies"] <= timed["new_normal"]["anomalies"]

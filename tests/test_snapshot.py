@@ -565,3 +565,38 @@ def test_a_model_width_that_is_no_compiled_width_or_too_narrow_is_refused(width:
 
     with pytest.raises(SnapshotError, match="model_width"):
         restore(with_header(snapshot_bytes(learner), change), SMALL)
+
+
+# -- anomaly marks (consumer.core.feedback) ----------------------------------------------------------
+def test_anomaly_marks_survive_a_restore() -> None:
+    learner = Learner(SMALL)
+    feed(learner, stream(24, ["a", None], "abc"))
+    book = learner.feedback
+    assert book.judge(100, "a", ("a", "b"), "x", by_rank=True)
+    assert book.judge(101, None, ("^", "c"), "y", by_rank=True)
+    book.mark(100, "a", normal=True)
+    book.mark(101, None, normal=False)
+    copy = restore(snapshot_bytes(learner), SMALL)
+    assert copy.feedback.save() == book.save()
+    assert not copy.feedback.judge(102, "b", ("a", "b"), "x", by_rank=True)  # allowed
+    assert copy.feedback.judge(103, "b", ("^", "c"), "y", by_rank=False)  # confirmed
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("normal", [["a", "b"]]), ("confirmed", [[1, 2, 3]]), ("flagged", [["ref", "k", "a", "b", "c"]])],
+)
+def test_a_corrupt_feedback_part_is_refused(valid: bytes, field: str, value: Any) -> None:
+    def corrupt(header: dict[str, Any]) -> None:
+        header["feedback"][field] = value
+
+    assert f"feedback: {field}" in refused(with_header(valid, corrupt))
+
+
+def test_a_version_6_snapshot_restores_with_no_marks(valid: bytes) -> None:
+    def as_version_6(header: dict[str, Any]) -> None:
+        header.update(version=6)
+        header.pop("feedback")
+
+    learner = restore(with_header(valid, as_version_6), SMALL)
+    assert learner.feedback.save() == Learner(SMALL).feedback.save()

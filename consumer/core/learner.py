@@ -51,6 +51,7 @@ from consumer.core.compiled import BUCKETS, configure_threads
 from consumer.core.config import LearnerConfig
 from consumer.core.count_model import NEW_UID, CountModel
 from consumer.core.count_rows import AFTER, BEFORE, CountRows
+from consumer.core.feedback import CONTEXT, Feedback, name_context
 from consumer.core.keys import Key, KeyState, KeyTable
 from consumer.core.layout import width_for
 from consumer.core.novelty import Novelty
@@ -85,11 +86,12 @@ class Learner:
         self.scores = {name: Score() for name in PREDICTORS}
         self.readings = repair.Readings()
         self.novelty = Novelty()
+        self.feedback = Feedback()  # the marks readers of its anomaly alerts gave
+        self._call_names: dict[int, str] = {}  # see _process
         # Outliers read out since this learner was made, by the reading they were settled to
         # (clear wins or not); diagnostics only, not in the snapshot.
         self.outliers_read = [0] * len(repair.READINGS)
-        self.model_step = 0
-        self.messages = 0
+        self.model_step = self.messages = 0
         self.names: list[str | None] = list(self.vocab.tokens)  # id -> token, as the last pass goes
         self._last: KeyState | None = None  # the key of the call's latest message
 
@@ -145,6 +147,7 @@ class Learner:
         predict_ids = np.zeros((count, cfg.window), np.int32)
         predict_serials = np.zeros((count, cfg.window), np.int64)
         counts = CountRows(count, cfg.count_orders, reach)
+        self._call_names = {}  # ids the call's messages brought in, named before the pass after
         messages = [
             self._prepare(i, key, token, (ids[i], serials[i], predict_ids[i], predict_serials[i]), counts)
             for i, (key, token) in enumerate(records)
@@ -187,7 +190,10 @@ class Learner:
         serial = self.messages + i
         state = self.keys.touch(key, serial)
         previous_serial = state.serials[-1]
+        context = name_context(state.ids[-CONTEXT:], self.names, self._call_names)
         token_id, new, displaced = self.vocab.encode(token, serial)
+        if new:
+            self._call_names[token_id] = token
         if new:
             self.count_model.assign(token_id, serial, displaced if displaced >= 0 else None)
         assigned_at = self.vocab.assigned_at
@@ -202,13 +208,13 @@ class Learner:
             self._count_reading(state.weigh(self.count_model, uid, target_id, end, order, assigned_at))
         state.read_into(ids[:window], serials[:window])
         ids[window], serials[window] = token_id, serial
-        context = state.context(order, assigned_at)
-        guess = repair.outlier(self.count_model, context, uid)
+        read = state.context(order, assigned_at)
+        guess = repair.outlier(self.count_model, read, uid)
         if guess is not None and state.outlier is not None:
             self._count_reading(state.settle(assigned_at))  # another: the first is read as it leads
         # The count model learns the stream as the key's history reads it: an outlier read out
         # is not learned as the context of the tokens after it.
-        self.count_model.learn(context, uid, target_id, born=known_since if new else None)
+        self.count_model.learn(read, uid, target_id, born=known_since if new else None)
         self.keys.append(state, token_id, serial)
         self._last = state
         state.uids.append(known_since)
@@ -225,7 +231,9 @@ class Learner:
             and state.outlier.serial == serial
             and state.outlier.leading() != repair.KEPT
         )
-        return Message(key, state, token, token_id, serial, new, known_since, previous_serial, end, outlier)
+        return Message(
+            key, state, token, token_id, serial, new, known_since, previous_serial, end, outlier, context
+        )
 
     def _count_reading(self, reading: int | None) -> None:
         """An outlier of a key was settled as `reading`: the prior of the next ones learns it."""
@@ -278,6 +286,7 @@ class Learner:
                     top=tuple((None if c == NEW_ID else self._name(c), p) for c, p in tops[i]),
                     surprise_bits=surprise,
                     rank=rank,
+                    context=m.context,
                 )
             )
         if not strict and count:  # relaxed: one step for the whole call

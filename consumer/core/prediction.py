@@ -58,6 +58,9 @@ class Prediction:
     # for a key's first message. A token new to the vocabulary is ranked and priced as NEW.
     surprise_bits: float | None = None
     rank: int | None = None
+    # The `consumer.core.feedback.CONTEXT` tokens the key had before this message, oldest first
+    # ("^": the stream's start): with the token, the transition an anomaly mark names.
+    context: tuple[str, ...] = ()
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Message:
     previous_serial: int  # serial of the key's previous message (its pending predictions)
     end: int  # vocabulary end after the message
     outlier: bool  # an outlier read out of the history (`consumer.core.repair`)
+    context: tuple[str, ...] = ()  # the key's tokens before it (`Prediction.context`)
 
 
 def top_classes(

@@ -16,6 +16,7 @@ the count model's in modules of their own beside theirs, `consumer.core.snapshot
 - ``baseline``: the count model's contexts and followers as columns;
 - ``replay``: the filled rows of the replay buffer and the sampler's RNG state;
 - ``score_<predictor>``: each predictor's scores and rolling windows;
+- in the header, ``feedback``: the partition's anomaly marks (`consumer.core.feedback`), JSON;
 - in the header, ``outlier_readings``: how often each reading of an outlier won
   (`consumer.core.repair`). Version 2 snapshots, from before outliers were read and the mixer
   had an overall vector, restore with no outlier open and a new learner's overall vector.
@@ -49,6 +50,7 @@ import numpy as np
 
 from consumer.core import count_model_snapshot, snapshot_model
 from consumer.core.config import LearnerConfig
+from consumer.core.feedback import Feedback
 from consumer.core.keys import KeyTable
 from consumer.core.learner import Learner
 from consumer.core.novelty import Novelty
@@ -75,9 +77,11 @@ FORMAT = "lstm-stream-snapshot"
 # count model's births (`consumer.core.count_model`), the vocabulary's sightings (it grows), the
 # mixer reads order 3 too; 5: the mixer reads order 1 too (`_older_mixer`), the published NEW
 # probability's weights (`consumer.core.novelty`) and each key's mixture NEW probability; 6: the
-# model's arrays cut to the vocabulary width in use (`consumer.core.snapshot_model`)
-VERSION = 6
-READABLE = (2, 3, 4, 5, 6)  # a version 2 snapshot is read with no outlier open and a new overall mixer vector
+# model's arrays cut to the vocabulary width in use (`consumer.core.snapshot_model`); 7: the
+# anomaly marks (`consumer.core.feedback`), none in older versions
+VERSION = 7
+# A version 2 snapshot is read with no outlier open and a new overall mixer vector.
+READABLE = (2, 3, 4, 5, 6, 7)
 
 
 def snapshot_bytes(learner: Learner) -> bytes:
@@ -92,6 +96,7 @@ def snapshot_bytes(learner: Learner) -> bytes:
         "messages": learner.messages,
         "outlier_readings": learner.readings.wins,
         "novelty_weight": learner.novelty.weight,
+        "feedback": learner.feedback.save(),
     }
     header["model_width"], arrays = snapshot_model.save(
         learner.program.get_state(), config, learner.vocab.end
@@ -182,6 +187,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         messages,
     )
     scores = {name: Score.load(Section(archive, header, f"score_{name}")) for name in PREDICTORS}
+    feedback = Feedback.load(Section(archive, header, "feedback")) if version >= 7 else Feedback()
     return {
         "variables": variables,
         "vocab": vocab,
@@ -193,6 +199,7 @@ def _read_parts(archive: Archive, header: dict[str, Any], config: LearnerConfig)
         "model_step": model_step,
         "readings": Readings(tuple(wins)),
         "novelty": Novelty(weight),
+        "feedback": feedback,
     }
 
 
