@@ -80,11 +80,15 @@ class Checkpoint:
         raise NotImplementedError
 
     def _offsets(self, partitions: dict[int, Partition]) -> dict[TopicPartition, OffsetAndMetadata]:
-        topic = self.settings.input_topic
-        return {
+        topic, feedback = self.settings.input_topic, self.settings.feedback_topic
+        offsets = {
             TopicPartition(topic, p): OffsetAndMetadata(part.next_offset, "", -1)
             for p, part in partitions.items()
         }
+        for p, part in partitions.items():
+            if part.feedback_offset is not None:
+                offsets[TopicPartition(feedback, p)] = OffsetAndMetadata(part.feedback_offset, "", -1)
+        return offsets
 
     def _write_snapshots(self, partitions: dict[int, Partition]) -> None:
         """Each partition's learner to the state topic, keyed by partition, with its next offset."""
@@ -97,7 +101,7 @@ class Checkpoint:
                 s.state_topic,
                 s.state_key(p).encode(),
                 value,
-                state_headers(part.next_offset),
+                state_headers(part.next_offset, part.feedback_offset),
                 partition=p % count,
             )
             self.stats.snapshot(time.perf_counter() - started)
@@ -126,8 +130,9 @@ class ExactlyOnceCheckpoint(Checkpoint):
            predictions and dead letters are already in it, in the order they were made.
         2. Snapshot every partition processed in the cycle to the state topic, with the offset
            after its last processed record.
-        3. Add those offsets to the transaction (`send_offsets_to_transaction` with the
-           consumer's group metadata): the group's position moves only if the rest commits.
+        3. Add those offsets, the feedback topic's too, to the transaction
+           (`send_offsets_to_transaction` with the consumer's group metadata): the group's
+           position moves only if the rest commits.
         4. `commit_transaction`: predictions, dead letters, snapshots and offsets become visible
            to read_committed readers together.
         A Kafka or snapshot failure in 2-4 aborts the transaction (`abort`) and returns False;

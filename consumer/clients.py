@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from consumer.restore import FatalError
 from consumer.settings import RunSettings
 from consumer.state import (
     DEAD_LETTER_TOPIC_CONFIG,
@@ -27,10 +29,18 @@ from consumer.state import (
 )
 from consumer.watchdog import deadline
 
-__all__ = ["BOOTSTRAP_TIMEOUT_MS", "Clients", "ConnectError", "connect", "wait_for_topic"]
+__all__ = [
+    "BOOTSTRAP_TIMEOUT_MS",
+    "Clients",
+    "ConnectError",
+    "check_feedback_topic",
+    "connect",
+    "wait_for_topic",
+]
 
 log = logging.getLogger("consumer.service")
 BOOTSTRAP_TIMEOUT_MS = 15_000  # an unreachable or refusing broker is reported (and retried) this soon
+FEEDBACK_TOPIC_WAIT_S = 15.0  # a feedback topic just created takes a moment to show in metadata
 CONSUMER_RETRY_BACKOFF_MS = 20  # see connect(): bounds a poll's idle sleep, which delays records
 
 
@@ -114,6 +124,24 @@ def _ensure_topics(s: RunSettings) -> int | None:
             ensure_topic(admin, s.state_topic, count, STATE_TOPIC_CONFIG, replicas)
             if s.anomaly_top_g:
                 ensure_topic(admin, s.anomaly_topic, count, replication_factor=replicas)
+                ensure_topic(admin, s.feedback_topic, count, replication_factor=replicas)
         return max_message_bytes(admin, s.dead_letter_topic)
     finally:
         admin.close()
+
+
+def check_feedback_topic(consumer: KafkaConsumer, s: RunSettings) -> None:
+    """The feedback topic must be partitioned as the input is: a mark goes to the partition of
+    the input it names, and both are assigned together."""
+    inputs = consumer.partitions_for_topic(s.input_topic) or set()
+    feedback: set[int] = set()
+    waited = time.monotonic() + FEEDBACK_TOPIC_WAIT_S  # a topic just created takes a moment to show
+    while not feedback and time.monotonic() < waited:
+        feedback = consumer.partitions_for_topic(s.feedback_topic) or set()
+        if not feedback:
+            time.sleep(0.2)
+    if feedback != inputs:
+        raise FatalError(
+            f"--feedback-topic {s.feedback_topic} has {len(feedback)} partitions and --input-topic "
+            f"{s.input_topic} {len(inputs)}: they must have as many (create it so, or name another)"
+        )

@@ -102,6 +102,12 @@ class Metrics:
             "Inputs not among their key's previous --anomaly-top-g most likely tokens (0 while off)",
             registry=r,
         )
+        self.feedback = Counter(
+            f"{PREFIX}feedback",
+            "Marks read from --feedback-topic, by outcome: applied, or refused (a dead letter)",
+            ["outcome"],
+            registry=r,
+        )
         self.snapshot_seconds = Histogram(
             f"{PREFIX}snapshot_duration_seconds",
             "Time to snapshot and compress a learner",
@@ -124,6 +130,8 @@ class Metrics:
         ProcessCollector(registry=r)  # process_resident_memory_bytes & co., Prometheus's standard names
         for reason in REASONS:
             self.dead_letters.labels(reason)
+        for outcome in ("applied", "refused"):
+            self.feedback.labels(outcome)
         r.register(PartitionCollector(partitions))
 
     def render(self) -> tuple[bytes, str]:

@@ -50,6 +50,7 @@ class Partition:
     counted_from: dict[str, int] = field(default_factory=dict)  # its learner's totals when it came
     # Each key's latest prediction since the last commit: published at the commit (`consumer.query`)
     staged: dict[str | None, Staged] = field(default_factory=dict)
+    feedback_offset: int | None = None  # the next feedback record to apply (with --anomaly-top-g)
 
     @classmethod
     def restored(cls, learner: Learner, offset: int) -> Partition:
@@ -69,6 +70,8 @@ class Partition:
         lag: int | None,
     ) -> None:
         """After a learner call on `records` (dead letters included), in offset order."""
+        if not records:  # a call of feedback records only
+            return
         self.next_offset = records[-1].offset + 1
         self.consumed += len(records)
         self.lag = lag

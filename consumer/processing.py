@@ -26,6 +26,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from consumer.core.feedback import FeedbackError
+from consumer.feedback_records import Mark, decode_mark
 from consumer.partition import Partition
 from consumer.query import Staged
 from consumer.records import (
@@ -59,6 +61,8 @@ class _Done:
     values: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, prediction record)
     anomalies: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, anomaly record)
     latest: dict[str | None, Staged] = field(default_factory=dict)  # each key's last prediction
+    marks: list[Any] = field(default_factory=list)  # feedback records, applied before `records`
+    refused: list[tuple[Any, Rejected]] = field(default_factory=list)  # marks not applied
     seconds: float = 0.0
 
 
@@ -92,6 +96,7 @@ class Processor:
         self.workers = max(workers, 1)
         self._pool = ThreadPoolExecutor(self.workers, "learner")
         self._inflight: dict[int, tuple[Partition, list[Any], Future[_Done]]] = {}
+        self._marks_of: dict[int, list[Any]] = {}  # the feedback records of the calls in flight
 
     @property
     def busy(self) -> bool:
@@ -101,15 +106,24 @@ class Processor:
         self.discard()
         self._pool.shutdown(wait=True)
 
-    def submit(self, batch: dict[int, list[Any]], partitions: dict[int, Partition], target: Target) -> None:
-        """Start the learner call of each partition in `batch` ({partition: records})."""
-        for p, records in batch.items():
-            part = partitions.get(p)
-            if not records or part is None:
+    def submit(
+        self,
+        batch: dict[int, list[Any]],
+        partitions: dict[int, Partition],
+        target: Target,
+        marks: dict[int, list[Any]] | None = None,
+    ) -> None:
+        """Start the learner call of each partition in `batch` ({partition: records}), its
+        feedback records in `marks` applied first."""
+        marks = marks or {}
+        for p in sorted(set(batch) | set(marks)):
+            part, records, its_marks = partitions.get(p), batch.get(p, []), marks.get(p, [])
+            if not (records or its_marks) or part is None:
                 continue
             if p in self._inflight:  # its previous records first
                 self._finish(p, target)
-            self._inflight[p] = (part, records, self._pool.submit(self._task, part.learner, records))
+            future = self._pool.submit(self._task, part.learner, records, its_marks)
+            self._inflight[p] = (part, records, future)
 
     def collect(self, target: Target, wait_s: float = 0.0) -> None:
         """Send the results of the calls that have finished, waiting up to `wait_s` for one."""
@@ -136,13 +150,26 @@ class Processor:
         result = future.result()
         self._send(p, result, target)
         part.advance(records, result.predictions, result.latest, target.lag(p))
+        if result.marks:
+            part.feedback_offset = result.marks[-1].offset + 1
         target.checkpoint.processed(p, part)
-        self.stats.processed(p, records, result.predictions, result.seconds)
+        if records:  # not a call of feedback records only
+            self.stats.processed(p, records, result.predictions, result.seconds)
 
-    def _task(self, learner: Learner, records: list[Any]) -> _Done:
-        """On a worker: decode, learn and predict, encode. Touches only this partition's learner."""
+    def _task(self, learner: Learner, records: list[Any], marks: list[Any]) -> _Done:
+        """On a worker: apply the marks, then decode, learn and predict, judge, encode. Touches
+        only this partition's learner."""
         started = time.perf_counter()
-        done = _Done(records)
+        done = _Done(records, marks=marks)
+        for record in marks:
+            mark = decode_mark(record.key, record.value)
+            if isinstance(mark, Mark):
+                try:
+                    learner.feedback.mark(mark.offset, mark.key, mark.normal)
+                    continue
+                except FeedbackError as exc:
+                    mark = Rejected(exc.reason, str(exc))
+            done.refused.append((record, mark))
         valid: list[Any] = []
         tokens: list[tuple[str | None, str]] = []
         for record in records:
@@ -161,7 +188,7 @@ class Processor:
             out_key = key.encode() if s.key_field and key is not None else record.key
             done.values.append((out_key, encode_prediction(p, record.partition, record.offset)))
             done.latest[key] = Staged(record.offset, p.model_step, p.top)
-            if is_anomaly(p, g):
+            if g and learner.feedback.judge(record.offset, key, p.context, token, is_anomaly(p, g)):
                 value = encode_anomaly(p, token, s.input_topic, record.partition, record.offset, g)
                 done.anomalies.append((out_key, value))
         done.seconds = time.perf_counter() - started
@@ -169,10 +196,10 @@ class Processor:
 
     def _send(self, partition: int, done: _Done, target: Target) -> None:
         s, checkpoint, limit = self.settings, target.checkpoint, target.dead_letter_limit
-        for record, rejected in done.rejected:
-            headers = dead_letter_headers(
-                rejected, s.input_topic, partition, record.offset, record.headers or []
-            )
+        refused = [(s.feedback_topic, record, rejected) for record, rejected in done.refused]
+        self.stats.feedback(len(done.marks) - len(done.refused), len(done.refused))
+        for topic, record, rejected in [*refused, *((s.input_topic, *r) for r in done.rejected)]:
+            headers = dead_letter_headers(rejected, topic, partition, record.offset, record.headers or [])
             value, headers = fit_dead_letter(record.key, record.value, headers, limit)
             if value is None and record.value is not None:
                 self.stats.dead_letter_truncated(partition, record.offset, s.dead_letter_topic)

@@ -71,6 +71,11 @@ REASONS = (
     "invalid_key",  # key bytes that are not UTF-8
     "missing_key_field",  # --key-field: nothing (or an empty string) at that path
     "invalid_key_field",  # --key-field: null, an object or an array there
+    # marks on --feedback-topic (`consumer.feedback_records`, `consumer.core.feedback`)
+    "feedback_invalid",  # not {"offset": N, "label": "normal" or "anomaly"}
+    "feedback_not_held",  # names an input its learner no longer holds among its flagged ones
+    "feedback_key_mismatch",  # names an input flagged for another key
+    "feedback_confirmed",  # marks normal a transition confirmed as an anomaly
 )
 HEADER_PREFIX = "lstm-stream.dead-letter."
 INSTANCE_HEADER = "lstm-stream.instance"  # on every prediction: the consumer instance that made it

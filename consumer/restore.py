@@ -66,6 +66,7 @@ class Restorer:
                 ) from None
             consumer.seek(tp, state.offset)
             taken[p] = Partition.restored(learner, state.offset)
+            taken[p].feedback_offset = self._feedback_from(consumer, p, state.feedback_offset)
             log.info(
                 "learner restored",
                 extra=fields(
@@ -90,9 +91,28 @@ class Restorer:
                 consumer.seek_to_end(tp)
             offset = consumer.position(tp)
         part = Partition.fresh(self.new_learner(), offset, reset)
+        part.feedback_offset = self._feedback_from(consumer, tp.partition, None, to_end=reset)
         if reset:  # the fresh state is written at the next commit, so the reset persists
             self.reset_done.add(tp.partition)
             log.warning("learner reset (--reset-state)", extra=fields(partition=tp.partition, offset=offset))
         else:
             log.info("no stored learner: starting fresh", extra=fields(partition=tp.partition, offset=offset))
         return part
+
+    def _feedback_from(
+        self, consumer: KafkaConsumer, partition: int, stored: int | None, to_end: bool = False
+    ) -> int | None:
+        """Position the partition's feedback records (with --anomaly-top-g): at the snapshot's
+        offset, else the group's committed one; a new or reset learner flagged nothing the
+        marks before it name, so it starts at the end."""
+        if not self.settings.anomaly_top_g:
+            return None
+        tp = TopicPartition(self.settings.feedback_topic, partition)
+        with deadline(self.settings.transaction_timeout_s, "positioning the feedback topic"):
+            committed = None if to_end or stored is not None else consumer.committed(tp)
+            where = stored if stored is not None else committed
+            if where is not None:
+                consumer.seek(tp, where)
+            else:
+                consumer.seek_to_end(tp)
+            return int(consumer.position(tp))

@@ -34,7 +34,7 @@ from kafka.errors import KafkaError
 from kafka.structs import MemberState
 
 from consumer.checkpoint import Checkpoint, new_checkpoint
-from consumer.clients import Clients, wait_for_topic
+from consumer.clients import Clients, check_feedback_topic, wait_for_topic
 from consumer.http import Probe
 from consumer.logs import fields
 from consumer.partition import Partition
@@ -99,7 +99,10 @@ class Session:
         """Consume until `stop`, then commit and close."""
         s = self.settings
         wait_for_topic(self.consumer, s, stop)
-        self.consumer.subscribe([s.input_topic], listener=_Listener(self))
+        topics = [s.input_topic, *([s.feedback_topic] if s.anomaly_top_g else [])]
+        if s.anomaly_top_g:
+            check_feedback_topic(self.consumer, s)
+        self.consumer.subscribe(topics, listener=_Listener(self))
         log.info(
             "consuming %s as group %s (%s, transactional id %s, %d workers)",
             s.input_topic,
@@ -117,8 +120,10 @@ class Session:
             self._raise_listener_error()
             self.probe.beat()
             self._check_group()
-            batch = self._apply_assignment({tp.partition: records for tp, records in polled.items()})
-            self.processor.submit(batch, self.partitions, self._target())
+            batch = {tp.partition: records for tp, records in polled.items() if tp.topic == s.input_topic}
+            marks = {tp.partition: records for tp, records in polled.items() if tp.topic != s.input_topic}
+            batch, marks = self._apply_assignment(batch, marks)
+            self.processor.submit(batch, self.partitions, self._target(), marks)
             self.processor.collect(self._target(), wait_s=0 if batch else 0.01)
             if self.checkpoint.due():
                 self._commit()
@@ -211,12 +216,14 @@ class Session:
             )
 
     # -- restore -----------------------------------------------------------------------------
-    def _apply_assignment(self, batch: dict[int, list[Any]]) -> dict[int, list[Any]]:
+    def _apply_assignment(
+        self, batch: dict[int, list[Any]], marks: dict[int, list[Any]]
+    ) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
         if self._lost:
             self._lost = False
             self._restore_all()
         if not self._to_restore:
-            return batch
+            return batch, marks
         assigned = {tp.partition for tp in self.consumer.assignment()}
         wanted = sorted(self._to_restore & assigned)
         self._to_restore.clear()
@@ -225,10 +232,11 @@ class Session:
             if part.dirty:  # reset: its fresh state is committed with the next checkpoint
                 self.checkpoint.processed(p, part)
             batch.pop(p, None)  # fetched before the seek: read again from the learner's offset
+            marks.pop(p, None)
         count = len(self.consumer.partitions_for_topic(self.settings.input_topic) or ())
         self.store.assigned(set(wanted), count)
         self.probe.set_ready(True)
-        return batch
+        return batch, marks
 
     def _lag_of(self, partition: int) -> int | None:
         end = self.consumer.highwater(TopicPartition(self.settings.input_topic, partition))

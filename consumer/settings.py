@@ -124,8 +124,15 @@ class RunSettings(StateSettings):
         check=_topic,
         group=TOPICS,
     )
+    feedback_topic: str = option(
+        "sequence-feedback",
+        "topic of the readers' marks on anomalies, keyed like the input and partitioned as it is"
+        " (read with --anomaly-top-g)",
+        check=_topic,
+        group=TOPICS,
+    )
     create_topics: bool = option(
-        True, "create missing output, dead-letter, anomaly and state topics", group=TOPICS
+        True, "create missing output, dead-letter, anomaly, feedback and state topics", group=TOPICS
     )
     replication_factor: int | None = replication_factor_option("the topics it creates", TOPICS)
     top_k: int = option(
@@ -235,6 +242,7 @@ class RunSettings(StateSettings):
             "--dead-letter-topic": self.dead_letter_topic,
             "--state-topic": self.state_topic,
             "--anomaly-topic": self.anomaly_topic,
+            "--feedback-topic": self.feedback_topic,
         }
         seen: dict[str, str] = {}
         for flag, topic in topics.items():

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 ENCODING = "npz+zlib"
 OFFSET_HEADER = "lstm-stream.offset"
+FEEDBACK_OFFSET_HEADER = "lstm-stream.feedback-offset"  # the next feedback offset (with --anomaly-top-g)
 ENCODING_HEADER = "lstm-stream.encoding"
 STATE_MAX_BYTES = 64 * 1024 * 1024  # a learner with 10,000 keys stays far below
 STATE_TOPIC_CONFIG = {
@@ -75,6 +76,7 @@ class StoredState:
     value: bytes
     encoding: str
     state_offset: int  # where it sits in the state topic, for log lines
+    feedback_offset: int | None = None  # the next feedback record to apply, if it says
 
     def snapshot(self) -> bytes:
         """The learner snapshot; a `SnapshotError` if the record holds anything else."""
@@ -101,8 +103,11 @@ def decode_state(value: bytes, encoding: str) -> bytes:
     return data
 
 
-def state_headers(offset: int) -> list[tuple[str, bytes]]:
-    return [(OFFSET_HEADER, str(offset).encode()), (ENCODING_HEADER, ENCODING.encode())]
+def state_headers(offset: int, feedback_offset: int | None = None) -> list[tuple[str, bytes]]:
+    headers = [(OFFSET_HEADER, str(offset).encode()), (ENCODING_HEADER, ENCODING.encode())]
+    if feedback_offset is not None:
+        headers.append((FEEDBACK_OFFSET_HEADER, str(feedback_offset).encode()))
+    return headers
 
 
 def ensure_topic(
@@ -148,7 +153,15 @@ def _parse(record: Any, partition: int) -> StoredState:
     if record.value is None:
         raise SnapshotError(f"corrupt snapshot: state record at offset {record.offset} has no value")
     encoding = (headers.get(ENCODING_HEADER) or b"").decode(errors="replace")
-    return StoredState(partition, offset, record.value, encoding, record.offset)
+    feedback = headers.get(FEEDBACK_OFFSET_HEADER)
+    try:
+        feedback_offset = None if feedback is None else int(feedback.decode())
+    except ValueError:
+        raise SnapshotError(
+            f"corrupt snapshot: state record at offset {record.offset} has an invalid "
+            f"{FEEDBACK_OFFSET_HEADER} header"
+        ) from None
+    return StoredState(partition, offset, record.value, encoding, record.offset, feedback_offset)
 
 
 def read_states(

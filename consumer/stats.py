@@ -60,6 +60,13 @@ class Stats:
         if self.metrics and count:
             self.metrics.anomalies.inc(count)
 
+    def feedback(self, applied: int, refused: int) -> None:
+        """Marks applied by a learner, and refused (each also a dead letter)."""
+        if self.metrics:
+            for outcome, count in (("applied", applied), ("refused", refused)):
+                if count:
+                    self.metrics.feedback.labels(outcome).inc(count)
+
     def dead_letter(self, reason: str, partition: int, offset: int) -> None:
         self.dead_letters += 1
         if self.metrics:
