@@ -6,7 +6,7 @@ DIST   ?= dist
 # Where the benchmarks write their result files (bench/record.py); scripts/figures renders them.
 RESULTS ?= docs/benchmarks
 
-.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load soak-cluster bench bench-learner bench-consumer bench-quality bench-anomalies bench-query kafka-up kafka-down kafka-status lock figures clean
+.PHONY: help venv lint format test compose-test images dist demo soak-crash soak-load soak-cluster bench bench-learner bench-consumer bench-quality bench-anomalies bench-query bench-feedback kafka-up kafka-down kafka-status lock figures clean
 
 help:
 	@echo "make test         lint + the whole test suite against a real Kafka broker (what CI runs)"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-quality  bench/quality.py: every kind of stream, 3 generator seeds each, full size (~15 min)"
 	@echo "make bench-anomalies  bench/anomalies.py: the seed with 1% injected foreign tokens, every way, precision/recall (~10 min)"
 	@echo "make bench-query  bench/query.py: GET /v1/streams/{key}/next at 200/s while the consumer learns, beside none (~5 min)"
+	@echo "make bench-feedback  bench/feedback.py: marks POSTed on anomalies at 200 msgs/s, POST to committed (~2 min)"
 	@echo "make figures      docs/benchmarks.md and README's figures from docs/benchmarks/*.json (after a bench target)"
 	@echo "make lock         requirements/*.lock from pyproject.toml's ranges (exact versions, hashes, every platform)"
 	@echo "make kafka-up     start the local broker (scripts/kafka up); kafka-down, kafka-status"
@@ -95,6 +96,9 @@ bench-anomalies: venv
 
 bench-query: venv
 	$(BIN)/python bench/query.py --record $(RESULTS)/query.json
+
+bench-feedback: venv
+	$(BIN)/python bench/feedback.py --record $(RESULTS)/feedback.json
 
 # docs/benchmarks.md and README's figures block, from the result files the bench targets write.
 figures: venv

@@ -14,8 +14,9 @@ from types import FrameType
 
 from consumer import logs
 from consumer.core.config import LearnerConfig
+from consumer.feedback_http import FeedbackSender
 from consumer.front import Front
-from consumer.http import HealthServer, Probe
+from consumer.health import HealthServer, Probe
 from consumer.metrics import Metrics
 from consumer.service import FatalError, Service
 from consumer.settings import RunSettings
@@ -54,11 +55,12 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
         if service is not None:
             service.stop.set()
 
+    feedback = FeedbackSender(settings)
     try:
         front = Front(
             settings.http_host,
             settings.http_port,
-            lambda unix: HealthServer("", 0, probe, metrics.render, listener=unix),
+            lambda unix: HealthServer("", 0, probe, metrics.render, listener=unix, post=feedback),
             settings.instance_name,
             settings.max_key_bytes,
             settings.log_format,
@@ -73,6 +75,8 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
     service = Service(settings, config, probe, stats, front.feed)
     log.info("serving /healthz, /readyz and /metrics on http://%s:%d", settings.http_host, front.port)
     log.info("serving /v1/streams/{key}/next on http://%s:%d", settings.http_host, front.port)
+    if settings.anomaly_top_g:
+        log.info("taking POST /v1/streams/{key}/feedback on http://%s:%d", settings.http_host, front.port)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if service.stop.is_set():
@@ -91,4 +95,5 @@ def run(settings: RunSettings, config: LearnerConfig) -> int:
         return 1
     finally:
         front.close()
+        feedback.close()
     return 1 if failed else 0

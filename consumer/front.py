@@ -67,12 +67,25 @@ class FrontServer(Server):
             return response(status, _json(document), JSON)
         return self._pool.submit(self._forward, path)
 
-    def _forward(self, path: str) -> bytes:
+    def accepts_post(self, path: str) -> bool:
+        return path.startswith("/v1/streams/") and path.split("?", 1)[0].endswith("/feedback")
+
+    def route_post(self, path: str, body: bytes) -> Reply:
+        """A mark on an anomaly (``POST /v1/streams/{key}/feedback``), forwarded as it is to the
+        consumer's process, which sends it to the feedback topic (`consumer.feedback_http`)."""
+        return self._pool.submit(self._forward, path, body)
+
+    def _forward(self, path: str, body: bytes | None = None) -> bytes:
+        if body is None:
+            request = f"GET {path} HTTP/1.1\r\nHost: consumer\r\n\r\n".encode("iso-8859-1")
+        else:
+            head = f"POST {path} HTTP/1.1\r\nHost: consumer\r\nContent-Length: {len(body)}\r\n\r\n"
+            request = head.encode("iso-8859-1") + body
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(self.timeout_s)
                 sock.connect(self.upstream)
-                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: consumer\r\n\r\n".encode("iso-8859-1"))
+                sock.sendall(request)
                 reply = b""
                 while chunk := sock.recv(65536):
                     reply += chunk

@@ -1,22 +1,11 @@
-"""The consumer's HTTP endpoints: a small server on one thread, non-blocking sockets.
+"""The consumer's HTTP server: small endpoints on one thread, non-blocking sockets.
 
-`HealthServer` answers, in the processing process:
+Its servers: `consumer.health.HealthServer` in the processing process (``/healthz``,
+``/readyz``, ``/metrics``, and the feedback POST), and the consumer's port itself, served by
+`consumer.front` (a process of its own, which answers ``/v1/...`` and forwards the rest there).
 
-- ``/healthz``: 200 while the processing loop is alive (it went round within the stall limit), 503 if not;
-- ``/readyz``: 200 once every assigned partition's learner is restored, 503 before and during rebalances;
-- ``/metrics``: whatever the `metrics` callable renders (Prometheus text format).
-
-The consumer's port itself is served by `consumer.front` (a process of its own, which answers
-``/v1/...`` and forwards the rest here), on the same `Server`.
-
-Only GET is served: any other method gets 405, an unknown path 404.
-
->>> probe = Probe(stall_limit_s=60)
->>> probe.health()[0], probe.readiness()[0]
-(200, 503)
->>> probe.set_ready(True)
->>> probe.readiness()
-(200, 'ready')
+GET is served, and POST with a body of at most `Server.MAX_BODY` bytes where a server takes it
+(`route_post`); any other method gets 405, an unknown path 404.
 """
 
 from __future__ import annotations
@@ -28,57 +17,31 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from consumer.http_response import response, text
 
-__all__ = ["HealthServer", "Probe", "Reply", "Server"]
+__all__ = ["Reply", "Server"]
 
 log = logging.getLogger(__name__)
-Metrics = Callable[[], tuple[bytes, str]]
 Reply = bytes | Future[bytes]
 
 
-class Probe:
-    """What the endpoints report, updated by the processing loop."""
-
-    def __init__(self, stall_limit_s: float) -> None:
-        self.stall_limit_s = stall_limit_s
-        self._beat = time.monotonic()
-        self._ready = False
-        self._reason = "starting"
-
-    def beat(self) -> None:
-        self._beat = time.monotonic()
-
-    def set_ready(self, ready: bool, reason: str = "") -> None:
-        self._ready, self._reason = ready, reason
-
-    def health(self) -> tuple[int, str]:
-        silent = time.monotonic() - self._beat
-        if silent > self.stall_limit_s:
-            return 503, f"processing loop silent for {silent:.0f} s"
-        return 200, "ok"
-
-    def readiness(self) -> tuple[int, str]:
-        return (200, "ready") if self._ready else (503, self._reason or "not ready")
-
-
 class Server:
-    """An HTTP/1.1 server for small GET endpoints on one thread (`route` answers a path).
+    """An HTTP/1.1 server for small endpoints on one thread (`route` answers a GET's path,
+    `route_post` a POST's path and body).
 
     Each request costs one short hold of the GIL (about 0.1 ms: accept, one read, one write),
     not a thread and `http.server`'s header parsing (about 0.4 ms). Requests are answered once
-    their head has arrived (no body is read: only GET is served) and the connection is closed
+    their head (and a POST's Content-Length of body) has arrived, and the connection is closed
     after the reply (``Connection: close``). A route may answer later (a `Future`, completed on
-    another thread) without holding up the others. A head larger than `MAX_HEAD` gets 431; a
-    connection not answered within `TIMEOUT_S` is dropped; at most `MAX_CONNECTIONS` are open at
-    once (more wait in the listen backlog).
-    """
+    another thread) without holding up the others. A head larger than `MAX_HEAD` gets 431, a
+    body larger than `MAX_BODY` 413; a connection not answered within `TIMEOUT_S` is dropped;
+    at most `MAX_CONNECTIONS` are open at once (more wait in the listen backlog)."""
 
     MAX_HEAD = 16 * 1024
+    MAX_BODY = 64 * 1024  # of a POST
     TIMEOUT_S = 10.0
     MAX_CONNECTIONS = 128
 
@@ -101,6 +64,14 @@ class Server:
 
     def route(self, path: str) -> Reply:
         """The reply to ``GET path`` (a whole response: `response`)."""
+        raise NotImplementedError
+
+    def accepts_post(self, path: str) -> bool:
+        """Whether `route_post` answers this path (any other POST gets 405, its body unread)."""
+        return False
+
+    def route_post(self, path: str, body: bytes) -> Reply:
+        """The reply to ``POST path`` with `body` (a path `accepts_post` takes)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -174,13 +145,25 @@ class Server:
             if not registered:
                 self._selector.register(connection.sock, selectors.EVENT_READ, connection)
             return
+        body = b""
+        if 0 <= end <= self.MAX_HEAD and self._posted(bytes(connection.received[:end])):
+            length = _content_length(bytes(connection.received[:end]))
+            if length is not None and 0 <= length <= self.MAX_BODY:
+                if len(connection.received) < end + 4 + length:  # the body is still coming
+                    if not registered:
+                        self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+                    return
+                body = bytes(connection.received[end + 4 : end + 4 + length])
+                del connection.received[end + 4 + length :]  # a pipelined rest is not served
         # Anything beyond the head (a body we do not read) is drained before closing, so that
         # the client sees the reply rather than a reset.
-        connection.linger = len(connection.received) > end + 4 or not connection.received.startswith(b"GET ")
+        connection.linger = len(connection.received) > end + 4 + len(body) or not (
+            connection.received.startswith(b"GET ") or body
+        )
         if end < 0 or end > self.MAX_HEAD:
             reply: Reply = response(*text(431, "request head too large"))
         else:
-            reply = self._respond(bytes(connection.received[:end]))
+            reply = self._respond(bytes(connection.received[:end]), body)
         if isinstance(reply, Future):
             if registered:
                 self._selector.unregister(connection.sock)
@@ -241,44 +224,39 @@ class Server:
         for connection in [c for c in self._open.values() if c.deadline < now]:
             self._drop(connection)
 
-    def _respond(self, head: bytes) -> Reply:
+    def _posted(self, head: bytes) -> bool:
+        """A POST to a path that takes one: its body is read before it is answered."""
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        return len(parts) == 3 and parts[0] == b"POST" and self.accepts_post(parts[1].decode("iso-8859-1"))
+
+    def _respond(self, head: bytes, body: bytes = b"") -> Reply:
         line = head.split(b"\r\n", 1)[0].decode("iso-8859-1")
         parts = line.split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/") or not parts[1]:
             return response(*text(400, "bad request line"))
         method, path, _ = parts
-        if method != "GET":
+        if method == "POST" and self.accepts_post(path):
+            length = _content_length(head)
+            if length is None:
+                return response(*text(411, "a POST needs a Content-Length"))
+            if not 0 <= length <= self.MAX_BODY:
+                return response(*text(413, f"a POST body is at most {self.MAX_BODY} bytes"))
+        elif method != "GET":
             return response(*text(405, "only GET"), head=method == "HEAD", allow=True)
         try:
-            return self.route(path)
+            return self.route_post(path, body) if method == "POST" else self.route(path)
         except Exception:  # a bug in a route: the caller gets 500, the server goes on
             log.exception("http: %s failed", path[:200])
             return response(*text(500, "internal error"))
 
 
-class HealthServer(Server):
-    """Serves a `Probe` and metrics until `close`, on ``host:port`` or on `listener`."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        probe: Probe,
-        metrics: Metrics | None = None,
-        listener: socket.socket | None = None,
-    ) -> None:
-        self._routes: dict[str, Callable[[], tuple[int, bytes, str]]] = {
-            "/healthz": lambda: text(*probe.health()),
-            "/readyz": lambda: text(*probe.readiness()),
-        }
-        if metrics is not None:
-            render = metrics
-            self._routes["/metrics"] = lambda: (200, *render())
-        super().__init__(listener or socket.create_server((host, port), backlog=128))
-
-    def route(self, path: str) -> Reply:
-        found = self._routes.get(path.split("?", 1)[0])
-        return response(*(found() if found else text(404, "not found")))
+def _content_length(head: bytes) -> int | None:
+    """The head's Content-Length (None if it has none, or not a number)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip()) if value.strip().isdigit() else None
+    return None
 
 
 def _result(later: Future[bytes]) -> bytes:

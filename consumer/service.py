@@ -32,7 +32,7 @@ from kafka.errors import KafkaError, ProducerFencedError
 from consumer.clients import ConnectError, connect
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner
-from consumer.http import Probe
+from consumer.health import Probe
 from consumer.partition import Partition
 from consumer.processing import Processor
 from consumer.query import Publisher

@@ -35,7 +35,7 @@ from kafka.structs import MemberState
 
 from consumer.checkpoint import Checkpoint, new_checkpoint
 from consumer.clients import Clients, check_feedback_topic, wait_for_topic
-from consumer.http import Probe
+from consumer.health import Probe
 from consumer.logs import fields
 from consumer.partition import Partition
 from consumer.processing import Processor, Target

@@ -142,6 +142,15 @@ class ConsumerProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
+    def post(self, path: str, body: bytes) -> tuple[int, str]:
+        port = self.port or self.wait_port()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

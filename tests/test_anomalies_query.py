@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumer.front import FrontServer
-from consumer.http import HealthServer, Probe
+from consumer.health import HealthServer, Probe
 from consumer.query import Staged, Store, partition_of
 from tests.consumer_harness import SEED_UNIT, ConsumerProcess, read_all
 from tests.test_consumer_service import Topics

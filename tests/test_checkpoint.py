@@ -20,7 +20,7 @@ from consumer.checkpoint import AtLeastOnceCheckpoint, ExactlyOnceCheckpoint, ne
 from consumer.clients import Clients
 from consumer.core.config import LearnerConfig
 from consumer.core.learner import Learner, Prediction
-from consumer.http import Probe
+from consumer.health import Probe
 from consumer.partition import Partition
 from consumer.processing import Processor, Target
 from consumer.query import Store

@@ -1,11 +1,12 @@
 """Readers' marks on anomalies, through the feedback topic, against the real broker.
 
 A new event starts recurring mid-stream (normal from then on, as a new deploy step would be): its
-first appearance is an anomaly. A reader marks it normal on the feedback topic, keyed like the
-input: the same transition is not flagged again, in this process or after a restart (the marks
-are in the snapshot, and the feedback offset is committed with it, so no mark is applied twice).
-Marks that cannot be applied (an offset the learner never flagged, not JSON) are dead letters
-with their reason, and the metrics count what was applied and refused.
+first appearance is an anomaly. A reader marks it normal with ``POST /v1/streams/{key}/feedback``,
+which goes through the feedback topic: the same transition is not flagged again, in this process
+or after a restart (the marks are in the snapshot, and the feedback offset is committed with it,
+so no mark is applied twice). Marks that cannot be applied (an offset the learner never flagged,
+not JSON), produced to the topic by any client, are dead letters with their reason; the metrics
+count what was applied and refused. A bad request gets a 4xx and sends nothing.
 """
 
 from __future__ import annotations
@@ -64,13 +65,13 @@ def test_a_normal_mark_silences_the_transition_and_survives_a_restart(
         deploys = [d for d in flagged if d["token"] == NEW]
         assert deploys, f"the new event's first appearance is an anomaly: {flagged}"
         marked = deploys[0]["offset"]
-        marks = [
-            (b"s", encode_mark(marked, "normal")),
-            (b"s", encode_mark(10**9, "normal")),  # never flagged: not held
-            (b"s", b"{not json"),
-        ]
-        for key, value in marks:
-            produce(kafka_bootstrap, feedback, [value], key=key)
+        assert consumer.post("/v1/streams/s/feedback", b'{"offset": 1}')[0] == 400  # no label
+        assert consumer.post("/v1/streams/s/next", encode_mark(marked, "normal"))[0] == 405
+        status, body = consumer.post("/v1/streams/s/feedback", encode_mark(marked, "normal"))
+        assert status == 202, body
+        assert json.loads(body)["topic"] == feedback
+        for value in (encode_mark(10**9, "normal"), b"{not json"):  # never flagged; not a mark
+            produce(kafka_bootstrap, feedback, [value], key=b"s")
         _wait_metric(consumer, "lstm_stream_feedback_total", '{outcome="refused"}', 2, 60)
         _wait_metric(consumer, "lstm_stream_feedback_total", '{outcome="applied"}', 1, 60)
         second = _stream(20, new_from=0)

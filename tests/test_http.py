@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from consumer.front import Front, FrontServer
-from consumer.http import HealthServer, Probe, Server
+from consumer.health import HealthServer, Probe
+from consumer.http import Server
+from consumer.http_response import response, text
 from consumer.query import Staged, Store
 
 
@@ -258,3 +260,39 @@ def test_a_server_without_a_route_is_a_500() -> None:
         assert _get(server.port, "/")[0] == 500
     finally:
         server.close()
+
+
+class _Echo(Server):
+    """POSTs answered with their path and body."""
+
+    def route(self, path: str) -> bytes:
+        return response(*text(200, path))
+
+    def accepts_post(self, path: str) -> bool:
+        return path.startswith("/v1/")
+
+    def route_post(self, path: str, body: bytes) -> bytes:
+        return response(202, path.encode() + b" " + body, "text/plain")
+
+
+def test_a_post_is_answered_once_its_whole_body_has_arrived() -> None:
+    echo = _Echo(socket.create_server(("127.0.0.1", 0)))
+    try:
+        with socket.create_connection(("127.0.0.1", echo.port), timeout=5) as sock:
+            sock.sendall(b"POST /v1/x HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello")
+            time.sleep(0.2)  # the body's rest comes later: no reply yet
+            sock.sendall(b" world")
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 202 ")
+        assert reply.endswith(b"/v1/x hello world")
+        assert _raw(echo.port, b"POST /v1/x HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 411 ")
+        assert _raw(echo.port, b"POST /other HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405 ")
+        big = b"POST /v1/x HTTP/1.1\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200_000
+        assert _raw(echo.port, big).startswith(b"HTTP/1.1 413 ")  # past MAX_BODY, and no reset
+        assert _raw(echo.port, b"POST /v1/x HTTP/1.1\r\nContent-Length: x\r\n\r\n").startswith(
+            b"HTTP/1.1 411 "
+        )
+    finally:
+        echo.close()
