@@ -104,7 +104,7 @@ class Metrics:
         )
         self.feedback = Counter(
             f"{PREFIX}feedback",
-            "Marks read from --feedback-topic, by outcome: applied, or refused (a dead letter)",
+            "Marks read from --feedback-topic (received), then applied, or refused (a dead letter)",
             ["outcome"],
             registry=r,
         )
@@ -130,7 +130,7 @@ class Metrics:
         ProcessCollector(registry=r)  # process_resident_memory_bytes & co., Prometheus's standard names
         for reason in REASONS:
             self.dead_letters.labels(reason)
-        for outcome in ("applied", "refused"):
+        for outcome in ("received", "applied", "refused"):
             self.feedback.labels(outcome)
         r.register(PartitionCollector(partitions))
 

@@ -61,9 +61,10 @@ class Stats:
             self.metrics.anomalies.inc(count)
 
     def feedback(self, applied: int, refused: int) -> None:
-        """Marks applied by a learner, and refused (each also a dead letter)."""
+        """Marks received, then applied by a learner or refused (each also a dead letter)."""
         if self.metrics:
-            for outcome, count in (("applied", applied), ("refused", refused)):
+            counts = {"received": applied + refused, "applied": applied, "refused": refused}
+            for outcome, count in counts.items():
                 if count:
                     self.metrics.feedback.labels(outcome).inc(count)
 

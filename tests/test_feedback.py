@@ -74,6 +74,8 @@ def test_a_normal_mark_silences_the_transition_and_survives_a_restart(
             produce(kafka_bootstrap, feedback, [value], key=b"s")
         _wait_metric(consumer, "lstm_stream_feedback_total", '{outcome="refused"}', 2, 60)
         _wait_metric(consumer, "lstm_stream_feedback_total", '{outcome="applied"}', 1, 60)
+        received = metric_samples(consumer.get("/metrics")[1], "lstm_stream_feedback_total")
+        assert received['{outcome="received"}'] == 3
         second = _stream(20, new_from=0)
         produce(kafka_bootstrap, topics.input, [t.encode() for t in second], key=b"s")
         read_all(kafka_bootstrap, topics.output, len(first) + len(second), timeout_s=120)
@@ -101,6 +103,7 @@ def test_a_normal_mark_silences_the_transition_and_survives_a_restart(
     flagged = [json.loads(r.value) for r in read_all(kafka_bootstrap, anomalies, 1, timeout_s=30)]
     assert not [d for d in flagged if d["token"] == NEW and d["offset"] >= after_mark], flagged
     assert metric_samples(metrics, "lstm_stream_feedback_total") == {
+        '{outcome="received"}': 0.0,
         '{outcome="applied"}': 0.0,
         '{outcome="refused"}': 0.0,
     }
