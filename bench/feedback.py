@@ -1,14 +1,15 @@
 """Benchmark a mark's round trip: POST accepted, applied by the learner, committed.
 
-    .venv/bin/python bench/feedback.py [--rate 200] [--seconds 40] [--commit-interval-ms 100]
+    .venv/bin/python bench/feedback.py [--rate 200] [--seconds 120] [--commit-interval-ms 100]
 
 Without --bootstrap-servers it starts a broker of its own. `lstm-consumer run --anomaly-top-g 1`
 learns the seed pattern over --keys keys, produced at a steady --rate for --seconds, with a
 foreign token (each one new) injected at --anomaly-rate. A reader takes each anomaly record as
 it is committed, after --warm-s, and marks it normal with ``POST /v1/streams/{key}/feedback``,
-one mark at a time; it times the mark from the POST's start to the moment the group's committed
-offset of the feedback topic passes the mark: the transaction in which the learner applied it
-has committed, with the predictions made after it (they are the next committed predictions).
+one mark at a time; it times the mark from the POST's start to the moment a read_committed
+reader of the state topic sees a snapshot whose feedback offset passes the mark: the
+transaction in which the learner applied it has committed, with the predictions made after it
+(they are the next committed predictions).
 Prints one JSON object: the round trip's percentiles (ms), also as commit intervals, and the
 POST's own time.
 """
@@ -39,13 +40,14 @@ from bench import producer as bench_producer  # noqa: E402
 from bench import record  # noqa: E402
 from bench.query import _port  # noqa: E402
 from bench.streams import SEED_UNIT  # noqa: E402
+from consumer.state import FEEDBACK_OFFSET_HEADER  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap-servers", default="", help="a running broker (default: start one)")
     parser.add_argument("--rate", type=float, default=200.0, help="input records/s")
-    parser.add_argument("--seconds", type=float, default=40.0, help="how long the input is produced")
+    parser.add_argument("--seconds", type=float, default=120.0, help="how long the input is produced")
     parser.add_argument("--keys", type=int, default=20)
     parser.add_argument("--anomaly-rate", type=float, default=0.01)
     parser.add_argument("--warm-s", type=float, default=10.0, help="no marks before this (learning)")
@@ -93,19 +95,39 @@ def post(port: int, key: str, offset: int) -> dict[str, Any]:
         return document
 
 
-def committed(admin: KafkaAdminClient, group: str, tp: TopicPartition) -> int:
-    found = admin.list_group_offsets({group: [tp]}).get(group, {}).get(tp)
-    return -1 if found is None else int(found.offset)
+class Committed:
+    """The feedback offset of the partition's newest committed snapshot (read_committed): it is
+    in the transaction that applied the marks before it, beside that transaction's predictions."""
+
+    def __init__(self, bootstrap: str, state_topic: str) -> None:
+        self.reader = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=5,
+        )
+        self.reader.assign([TopicPartition(state_topic, 0)])
+        self.offset = -1
+
+    def feedback_offset(self) -> int:
+        for batch in self.reader.poll(timeout_ms=5).values():
+            for r in batch:
+                value = dict(r.headers or []).get(FEEDBACK_OFFSET_HEADER)
+                if value is not None:
+                    self.offset = max(self.offset, int(value))
+        return self.offset
+
+    def close(self) -> None:
+        self.reader.close()
 
 
-def marks(bootstrap: str, names: dict[str, str], group: str, port: int, args: argparse.Namespace) -> Any:
+def marks(bootstrap: str, names: dict[str, str], port: int, args: argparse.Namespace) -> Any:
     """Mark each committed anomaly after the warm-up, one at a time: (round trip, POST) seconds."""
     reader = KafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
     )
     reader.assign([TopicPartition(names["anomalies"], 0)])
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    feedback = TopicPartition(names["feedback"], 0)
+    snapshots = Committed(bootstrap, names["state"])
     out: list[tuple[float, float]] = []
     began, end = time.monotonic(), time.monotonic() + args.seconds + 5
     try:
@@ -117,14 +139,13 @@ def marks(bootstrap: str, names: dict[str, str], group: str, port: int, args: ar
                     started = time.monotonic()
                     sent = post(port, anomaly["key"], anomaly["offset"])
                     accepted = time.monotonic()
-                    while committed(admin, group, feedback) <= sent["feedback_offset"]:
+                    while snapshots.feedback_offset() <= sent["feedback_offset"]:
                         if time.monotonic() - started > 30:
                             raise SystemExit("bench/feedback.py: error: a mark was never committed")
-                        time.sleep(0.005)
                     out.append((time.monotonic() - started, accepted - started))
     finally:
         reader.close()
-        admin.close()
+        snapshots.close()
     return out
 
 
@@ -156,7 +177,7 @@ def run(bootstrap: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         records = stream(args)
         sender = threading.Thread(target=produce_steadily, args=(bootstrap, names["in"], records, args.rate))
         sender.start()
-        times = marks(bootstrap, names, topics.group, port, args)
+        times = marks(bootstrap, names, port, args)
         sender.join(120)
     finally:
         code = bench.stop_consumer(process)
