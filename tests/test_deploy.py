@@ -41,6 +41,7 @@ TOPIC_DEFAULTS = {
     "output": consumer_settings.RunSettings.output_topic,
     "dead": consumer_settings.RunSettings.dead_letter_topic,
     "anomalies": consumer_settings.RunSettings.anomaly_topic,
+    "feedback": consumer_settings.RunSettings.feedback_topic,
     "state": consumer_settings.RunSettings.state_topic,
 }
 CONFIG_DOC = REPO / "docs" / "configuration.md"
@@ -216,6 +217,8 @@ def test_topic_names_agree_between_the_services_and_the_defaults() -> None:
     assert consumer.output_topic == TOPIC_DEFAULTS["output"]
     assert consumer.dead_letter_topic == TOPIC_DEFAULTS["dead"]
     assert consumer.state_topic == TOPIC_DEFAULTS["state"]
+    assert consumer.anomaly_topic == TOPIC_DEFAULTS["anomalies"]
+    assert consumer.feedback_topic == TOPIC_DEFAULTS["feedback"]
     assert producer_settings.PatternSettings.topic == TOPIC_DEFAULTS["input"]
     state = topics[TOPIC_DEFAULTS["state"]]
     assert "cleanup.policy=compact" in state
