@@ -11,11 +11,6 @@ precision, recall and F1.
 
 >>> [parse_line(line) for line in ["a\\n", "  \\n", "user-1\\tb c\\n", "\\tc", "k\\tx\\t1"]]
 [(None, 'a', None), None, ('user-1', 'b c', None), (None, 'c', None), ('k', 'x', True)]
->>> curve = Curve(keep=True)
->>> for message, hit in enumerate([None, True, False, True], start=1):
-...     curve.push(message, hit)
->>> list(curve.rates)[1:], curve.msgs_to_99
-([1.0, 0.5, 0.6666666666666666], None)
 """
 
 from __future__ import annotations
@@ -26,8 +21,6 @@ import json
 import math
 import sys
 import time
-from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +31,7 @@ from consumer.anomalies import AnomalyTally, LabelReader
 from consumer.core import compile_cache
 from consumer.core.config import LearnerConfig
 from consumer.core.repair import READINGS
-from consumer.core.rolling import Rolling
-from consumer.core.scoring import PREDICTORS
+from consumer.evaluate_curves import GOAL_HITS, GOAL_WINDOW, Curve, Tracker
 from consumer.settings import EvaluateSettings
 from consumer.token_file import (
     Record,
@@ -53,7 +45,6 @@ from lstm_stream.settings import ConfigError
 
 if TYPE_CHECKING:
     from consumer.core.learner import Learner
-    from consumer.core.prediction import Prediction
 
 __all__ = [
     "Curve",
@@ -66,54 +57,6 @@ __all__ = [
     "run",
     "summary",
 ]
-
-GOAL_WINDOW, GOAL_HITS = 100, 99  # "learned": 99 hits among the last 100 scored predictions
-
-
-class Curve:
-    """One predictor's hits as the messages go: the last 100 scored (a `Rolling`), their rate
-    after every message when kept, and the first message at which 99 of the last 100 hit."""
-
-    def __init__(self, keep: bool = False) -> None:
-        self.window = Rolling(GOAL_WINDOW)
-        self.keep = keep
-        self.rates = array("d")  # NaN until a prediction is scored
-        self.msgs_to_99: int | None = None  # 1-based index of that first message
-        self.after_scored = self.after_hits = 0  # scored predictions after it
-
-    def push(self, message: int, hit: bool | None) -> None:
-        """Message `message` (1-based) scored a prediction (`hit`), or none (None)."""
-        if hit is not None:
-            if self.msgs_to_99 is not None:
-                self.after_scored += 1
-                self.after_hits += hit
-            self.window.push(1.0 if hit else 0.0)
-            if self.msgs_to_99 is None and self.window.full and self.window.sum() >= GOAL_HITS:
-                self.msgs_to_99 = message
-        if self.keep:
-            self.rates.append(self.window.mean() if len(self.window) else math.nan)
-
-
-class Tracker:
-    """What the learner's cumulative scores cannot tell: per-message curves, when it learned."""
-
-    def __init__(self, keep_curves: bool = False, anomalies: AnomalyTally | None = None) -> None:
-        self.curves = {name: Curve(keep_curves) for name in PREDICTORS}
-        self.anomalies = anomalies or AnomalyTally(g=1)
-        self.messages = 0
-
-    def update(
-        self,
-        predictions: Sequence[Prediction],
-        tokens: Sequence[str] | None = None,
-        flags: Sequence[bool] | None = None,
-    ) -> None:
-        self.anomalies.update(predictions, tokens, flags)
-        for prediction in predictions:
-            self.messages += 1
-            hits = (prediction.previous_hit, prediction.previous_lstm_hit, prediction.previous_baseline_hit)
-            for curve, hit in zip(self.curves.values(), hits, strict=True):
-                curve.push(self.messages, hit)
 
 
 @dataclass
